@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "core/units.hpp"
+
+#include <cstdio>
+
+namespace softmig::core {
+namespace {
+
+constexpr bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+constexpr bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+constexpr char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+std::string_view trim(std::string_view s) noexcept {
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+/// Maps a unit suffix to its power of 1024; nullopt for an unknown unit.
+std::optional<unsigned> unit_shift(std::string_view unit) noexcept {
+  if (unit.empty()) return 0U;
+  char buf[4] = {};
+  if (unit.size() > 3) return std::nullopt;
+  for (std::size_t i = 0; i < unit.size(); ++i) buf[i] = lower(unit[i]);
+  const std::string_view u(buf, unit.size());
+  if (u == "b") return 0U;
+  static constexpr char kPrefixes[] = {'k', 'm', 'g', 't'};
+  for (unsigned i = 0; i < 4; ++i) {
+    const char p = kPrefixes[i];
+    const char one[2] = {p, '\0'};
+    const char two[3] = {p, 'b', '\0'};
+    const char three[4] = {p, 'i', 'b', '\0'};
+    if (u == std::string_view(one) || u == std::string_view(two) || u == std::string_view(three)) {
+      return 10U * (i + 1U);
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::uint64_t> parse_bytes(std::string_view text) noexcept {
+  text = trim(text);
+  std::size_t i = 0;
+  std::uint64_t whole = 0;
+  std::size_t whole_digits = 0;
+  while (i < text.size() && is_digit(text[i])) {
+    const auto d = static_cast<std::uint64_t>(text[i] - '0');
+    if (whole > (UINT64_MAX - d) / 10U) return std::nullopt;
+    whole = whole * 10U + d;
+    ++whole_digits;
+    ++i;
+  }
+  // Fraction: up to 18 significant digits are kept, the rest only has to be digits.
+  std::uint64_t frac = 0;
+  std::uint64_t frac_scale = 1;
+  std::size_t frac_digits = 0;
+  if (i < text.size() && text[i] == '.') {
+    ++i;
+    while (i < text.size() && is_digit(text[i])) {
+      if (frac_scale < 1000000000000000000ULL) {
+        frac = frac * 10U + static_cast<std::uint64_t>(text[i] - '0');
+        frac_scale *= 10U;
+      }
+      ++frac_digits;
+      ++i;
+    }
+    if (frac_digits == 0) return std::nullopt;  // "5." is not a number
+  }
+  if (whole_digits == 0) return std::nullopt;  // ".5", "", "G", "-1", "+1"
+  // Hex and octal prefixes are refused rather than silently misread: "0x10" stops at 'x'.
+  const std::string_view unit = trim(text.substr(i));
+  const auto shift = unit_shift(unit);
+  if (!shift) return std::nullopt;
+  if (*shift > 0 && whole > (UINT64_MAX >> *shift)) return std::nullopt;
+  const std::uint64_t scaled_whole = whole << *shift;
+  // floor(frac / frac_scale * 2^shift) by binary long division: the remainder stays below
+  // frac_scale <= 1e18, so doubling it never overflows.
+  std::uint64_t scaled_frac = 0;
+  std::uint64_t rem = frac;
+  for (unsigned b = 0; b < *shift; ++b) {
+    scaled_frac <<= 1U;
+    rem <<= 1U;
+    if (rem >= frac_scale) {
+      ++scaled_frac;
+      rem -= frac_scale;
+    }
+  }
+  if (scaled_whole > UINT64_MAX - scaled_frac) return std::nullopt;
+  return scaled_whole + scaled_frac;
+}
+
+std::optional<unsigned> parse_percent(std::string_view text) noexcept {
+  text = trim(text);
+  if (text.empty() || text.size() > 3) return std::nullopt;
+  unsigned v = 0;
+  for (const char c : text) {
+    if (!is_digit(c)) return std::nullopt;
+    v = v * 10U + static_cast<unsigned>(c - '0');
+  }
+  if (v > 100) return std::nullopt;
+  return v;
+}
+
+std::size_t format_bytes(std::uint64_t bytes, char* out, std::size_t out_size) noexcept {
+  if (out == nullptr || out_size == 0) return 0;
+  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  unsigned u = 0;
+  std::uint64_t scale = 1;
+  while (u + 1 < 6 && bytes >= scale * 1024U) {
+    scale *= 1024U;
+    ++u;
+  }
+  int n = 0;
+  if (bytes % scale == 0) {
+    n = std::snprintf(out, out_size, "%llu %s", static_cast<unsigned long long>(bytes / scale), kUnits[u]);
+  } else {
+    n = std::snprintf(out, out_size, "%.2f %s", static_cast<double>(bytes) / static_cast<double>(scale), kUnits[u]);
+  }
+  if (n < 0) {
+    out[0] = '\0';
+    return 0;
+  }
+  return static_cast<std::size_t>(n) < out_size ? static_cast<std::size_t>(n) : out_size - 1;
+}
+
+}  // namespace softmig::core
