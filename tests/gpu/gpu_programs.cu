@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: Apache-2.0
+// Plain CUDA programs for the GPU checks and benchmarks (built by tests/gpu/run.sh with nvcc):
+//   driver         driver-API calls, each counted by the program and compared with softmig's counts
+//   runtime        cudaMalloc/cudaMemcpy/kernel; prints a checksum to compare bare vs preloaded
+//   slice          cuMemAlloc_v2 in 256 MiB blocks until CUDA_ERROR_OUT_OF_MEMORY
+//   bench-launch   host cost of enqueueing empty kernels (batches of 256, below the queue depth)
+//   bench-alloc    host cost of cudaMalloc + cudaFree of 1 MiB
+#include <cuda.h>
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+unsigned long long softmig_calls(const char* sym) {
+  using Fn = unsigned long long (*)(const char*);
+  auto f = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "softmig_hook_calls"));
+  return f ? f(sym) : 0;
+}
+
+#define CHECK_DRV(x)                                                            \
+  do {                                                                          \
+    CUresult rc_ = (x);                                                         \
+    if (rc_ != CUDA_SUCCESS) {                                                  \
+      std::fprintf(stderr, "FAIL %s -> %d at line %d\n", #x, rc_, __LINE__);    \
+      return 1;                                                                 \
+    }                                                                           \
+  } while (0)
+
+__global__ void empty_kernel() {}
+__global__ void fill(float* p, int n) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) p[i] = 0.5f * static_cast<float>(i % 1000);
+}
+
+int driver_mode() {
+  CHECK_DRV(cuInit(0));
+  CUdevice dev;
+  CHECK_DRV(cuDeviceGet(&dev, 0));
+  CUcontext ctx;
+  CHECK_DRV(cuDevicePrimaryCtxRetain(&ctx, dev));
+  CHECK_DRV(cuCtxSetCurrent(ctx));
+  const int n = 50;
+  for (int i = 0; i < n; ++i) {
+    CUdeviceptr p;
+    CHECK_DRV(cuMemAlloc(&p, (i + 1) * 1024 * 1024));
+    CHECK_DRV(cuMemFree(p));
+  }
+  size_t free_b, total_b;
+  CHECK_DRV(cuMemGetInfo(&free_b, &total_b));
+  size_t tm;
+  CHECK_DRV(cuDeviceTotalMem(&tm, dev));
+  const bool ok = softmig_calls("cuMemAlloc_v2") == n && softmig_calls("cuMemFree_v2") == n &&
+                  softmig_calls("cuMemGetInfo_v2") >= 1 && softmig_calls("cuDeviceTotalMem_v2") >= 1 &&
+                  softmig_calls("cuDevicePrimaryCtxRetain") >= 1;
+  std::printf("RESULT {\"check\": \"driver_routes\", \"cuMemAlloc_v2\": %llu, \"cuMemFree_v2\": %llu, "
+              "\"expected\": %d, \"total\": %zu, \"ok\": %s}\n",
+              softmig_calls("cuMemAlloc_v2"), softmig_calls("cuMemFree_v2"), n, total_b, ok ? "true" : "false");
+  cuDevicePrimaryCtxRelease(dev);
+  return 0;
+}
+
+int runtime_mode() {
+  const int n = 1 << 24;
+  float* d = nullptr;
+  if (cudaMalloc(&d, n * sizeof(float)) != cudaSuccess) return 1;
+  fill<<<(n + 255) / 256, 256>>>(d, n);
+  std::vector<float> h(n);
+  cudaMemcpy(h.data(), d, n * sizeof(float), cudaMemcpyDeviceToHost);
+  double sum = 0;
+  for (float v : h) sum += v;
+  cudaFree(d);
+  std::printf("RESULT {\"check\": \"runtime_routes\", \"checksum\": %.1f, \"cuMemAlloc_v2\": %llu, "
+              "\"cuLaunchKernel\": %llu}\n",
+              sum, softmig_calls("cuMemAlloc_v2"), softmig_calls("cuLaunchKernel") + softmig_calls("cuLaunchKernel_ptsz"));
+  return 0;
+}
+
+int slice_mode() {
+  CHECK_DRV(cuInit(0));
+  CUdevice dev;
+  CHECK_DRV(cuDeviceGet(&dev, 0));
+  CUcontext ctx;
+  CHECK_DRV(cuDevicePrimaryCtxRetain(&ctx, dev));
+  CHECK_DRV(cuCtxSetCurrent(ctx));
+  size_t free_b, total_b;
+  CHECK_DRV(cuMemGetInfo(&free_b, &total_b));
+  std::vector<CUdeviceptr> held;
+  CUresult rc = CUDA_SUCCESS;
+  for (;;) {
+    CUdeviceptr p;
+    rc = cuMemAlloc(&p, 256ull << 20);
+    if (rc != CUDA_SUCCESS) break;
+    held.push_back(p);
+  }
+  for (CUdeviceptr p : held) cuMemFree(p);
+  std::printf("RESULT {\"check\": \"driver_slice\", \"total\": %zu, \"free\": %zu, \"usable\": %zu, \"error\": %d}\n",
+              total_b, free_b, held.size() * (256ull << 20), rc);
+  return 0;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+int bench_launch() {
+  empty_kernel<<<1, 1>>>();
+  cudaDeviceSynchronize();
+  const int batch = 256, batches = 400;  // 102400 launches per repetition
+  std::vector<double> reps;
+  for (int r = 0; r < 5; ++r) {
+    double ns = 0;
+    for (int b = 0; b < batches; ++b) {
+      auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < batch; ++i) empty_kernel<<<1, 1>>>();
+      auto t1 = std::chrono::steady_clock::now();
+      ns += std::chrono::duration<double, std::nano>(t1 - t0).count();
+      cudaDeviceSynchronize();  // drain outside the timed region
+    }
+    reps.push_back(ns / (batch * batches));
+  }
+  std::printf("BENCH launch_ns %.1f\n", median(reps));
+  return 0;
+}
+
+int bench_alloc() {
+  void* p;
+  cudaMalloc(&p, 1 << 20);
+  cudaFree(p);
+  std::vector<double> reps;
+  for (int r = 0; r < 5; ++r) {
+    const int n = 2000;
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < n; ++i) {
+      cudaMalloc(&p, 1 << 20);
+      cudaFree(p);
+    }
+    auto t1 = std::chrono::steady_clock::now();
+    reps.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count() / n);
+  }
+  std::printf("BENCH alloc_free_ns %.1f\n", median(reps));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const char* mode = argc > 1 ? argv[1] : "";
+  if (!std::strcmp(mode, "driver")) return driver_mode();
+  if (!std::strcmp(mode, "runtime")) return runtime_mode();
+  if (!std::strcmp(mode, "slice")) return slice_mode();
+  if (!std::strcmp(mode, "bench-launch")) return bench_launch();
+  if (!std::strcmp(mode, "bench-alloc")) return bench_alloc();
+  std::fprintf(stderr, "usage: %s driver|runtime|slice|bench-launch|bench-alloc\n", argv[0]);
+  return 2;
+}
