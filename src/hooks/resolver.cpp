@@ -63,7 +63,8 @@ struct LibraryState {
 LibraryState g_libs[2];
 void* g_fn[kSymCount] = {};
 std::atomic<void*> g_real_dlsym{nullptr};
-thread_local int t_internal_depth = 0;
+thread_local int t_internal_depth = 0;  // dlsym lookups made now pass through
+thread_local bool t_resolving = false;  // this thread is resolving a library table
 
 void* find_real_dlsym() noexcept {
   // dlvsym is not interposed by softmig; RTLD_NEXT from here is the C library's dlsym.
@@ -116,18 +117,20 @@ bool ensure_resolved(Library lib) noexcept {
     int s = L.state.load(std::memory_order_acquire);
     if (s == kReady) return true;
     if (s == kUnresolved) {
-      if (t_internal_depth > 0) return false;  // re-entered from inside resolution
+      if (t_resolving) return false;  // re-entered from inside resolution
       if (!L.state.compare_exchange_strong(s, kResolving, std::memory_order_acq_rel)) continue;
       bool ok = false;
       {
         InternalSection guard;
+        t_resolving = true;
         ok = resolve_now(lib);
+        t_resolving = false;
       }
       // A library that is not loaded yet may be loaded later (dlopen after start-up).
       L.state.store(ok ? kReady : kUnresolved, std::memory_order_release);
       return ok;
     }
-    if (t_internal_depth > 0) return false;
+    if (t_resolving) return false;
     sched_yield();  // another thread is resolving; it never waits on us
   }
 }

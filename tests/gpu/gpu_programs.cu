@@ -101,7 +101,7 @@ int slice_mode() {
   }
   for (CUdeviceptr p : held) cuMemFree(p);
   std::printf("RESULT {\"check\": \"driver_slice\", \"total\": %zu, \"free\": %zu, \"usable\": %zu, \"error\": %d}\n",
-              total_b, free_b, held.size() * (256ull << 20), rc);
+              total_b, free_b, static_cast<size_t>(held.size() * (256ull << 20)), static_cast<int>(rc));
   return 0;
 }
 
