@@ -73,6 +73,23 @@ struct CUDA_ARRAY_DESCRIPTOR {  // CUDA_ARRAY_DESCRIPTOR_v2
   unsigned int NumChannels;
 };
 
+/// The pre-3.2 descriptors taken by the unsuffixed cuArrayCreate / cuArray3DCreate.
+struct CUDA_ARRAY_DESCRIPTOR_v1 {
+  unsigned int Width;
+  unsigned int Height;
+  CUarray_format Format;
+  unsigned int NumChannels;
+};
+
+struct CUDA_ARRAY3D_DESCRIPTOR_v1 {
+  unsigned int Width;
+  unsigned int Height;
+  unsigned int Depth;
+  CUarray_format Format;
+  unsigned int NumChannels;
+  unsigned int Flags;
+};
+
 struct CUDA_ARRAY3D_DESCRIPTOR {  // CUDA_ARRAY3D_DESCRIPTOR_v2
   std::size_t Width;
   std::size_t Height;
@@ -108,5 +125,7 @@ inline constexpr int CU_POINTER_ATTRIBUTE_RANGE_SIZE = 12;
 
 static_assert(sizeof(CUDA_ARRAY_DESCRIPTOR) == 24);
 static_assert(sizeof(CUDA_ARRAY3D_DESCRIPTOR) == 40);
+static_assert(sizeof(CUDA_ARRAY_DESCRIPTOR_v1) == 16);
+static_assert(sizeof(CUDA_ARRAY3D_DESCRIPTOR_v1) == 24);
 static_assert(sizeof(CUmemAllocationProp) == 32);
 static_assert(offsetof(CUmemAllocationProp, location) == 8);

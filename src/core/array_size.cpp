@@ -51,7 +51,7 @@ std::uint64_t array_bytes(const ArrayShape& s) noexcept {
   }
   if (const unsigned bits = packed_bits(s.format); bits != 0) {
     const std::uint64_t b = mul_sat(texels, bits);
-    return b == UINT64_MAX ? b : (b + 7) / 8;
+    return b == UINT64_MAX ? b : b / 8 + (b % 8 != 0 ? 1 : 0);
   }
   return mul_sat(texels, 16);
 }

@@ -123,7 +123,7 @@ unsigned Ledger::device_index(std::string_view uuid) noexcept {
       if (empty == kNoDevice) empty = d;
       continue;
     }
-    if (std::strncmp(u, uuid.data(), kUuidChars) == 0 && u[uuid.size()] == '\0') return d;
+    if (std::memcmp(u, uuid.data(), uuid.size()) == 0 && u[uuid.size()] == '\0') return d;
   }
   if (empty == kNoDevice) return kNoDevice;
   std::memcpy(r_.devices[empty].uuid, uuid.data(), uuid.size());

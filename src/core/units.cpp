@@ -51,17 +51,16 @@ std::optional<std::uint64_t> parse_bytes(std::string_view text) noexcept {
     ++whole_digits;
     ++i;
   }
-  // Fraction: up to 18 significant digits are kept, the rest only has to be digits.
-  std::uint64_t frac = 0;
-  std::uint64_t frac_scale = 1;
+  // Fraction: up to kFracDigits digits are kept exactly (any binary fraction of a byte at 2^40
+  // needs at most 40), later ones only have to be digits.
+  constexpr std::size_t kFracDigits = 64;
+  unsigned char frac[kFracDigits] = {};
+  std::size_t frac_kept = 0;
   std::size_t frac_digits = 0;
   if (i < text.size() && text[i] == '.') {
     ++i;
     while (i < text.size() && is_digit(text[i])) {
-      if (frac_scale < 1000000000000000000ULL) {
-        frac = frac * 10U + static_cast<std::uint64_t>(text[i] - '0');
-        frac_scale *= 10U;
-      }
+      if (frac_kept < kFracDigits) frac[frac_kept++] = static_cast<unsigned char>(text[i] - '0');
       ++frac_digits;
       ++i;
     }
@@ -74,17 +73,17 @@ std::optional<std::uint64_t> parse_bytes(std::string_view text) noexcept {
   if (!shift) return std::nullopt;
   if (*shift > 0 && whole > (UINT64_MAX >> *shift)) return std::nullopt;
   const std::uint64_t scaled_whole = whole << *shift;
-  // floor(frac / frac_scale * 2^shift) by binary long division: the remainder stays below
-  // frac_scale <= 1e18, so doubling it never overflows.
+  // floor(0.<frac digits> * 2^shift), exactly: double the decimal fraction `shift` times and
+  // collect the bits that carry out of it.
   std::uint64_t scaled_frac = 0;
-  std::uint64_t rem = frac;
   for (unsigned b = 0; b < *shift; ++b) {
-    scaled_frac <<= 1U;
-    rem <<= 1U;
-    if (rem >= frac_scale) {
-      ++scaled_frac;
-      rem -= frac_scale;
+    unsigned carry = 0;
+    for (std::size_t d = frac_kept; d-- > 0;) {
+      const unsigned v = frac[d] * 2U + carry;
+      frac[d] = static_cast<unsigned char>(v % 10U);
+      carry = v / 10U;
     }
+    scaled_frac = (scaled_frac << 1U) | carry;
   }
   if (scaled_whole > UINT64_MAX - scaled_frac) return std::nullopt;
   return scaled_whole + scaled_frac;

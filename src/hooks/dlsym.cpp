@@ -14,6 +14,7 @@
 
 #include "hooks/handlers.hpp"
 #include "hooks/introspection.hpp"
+#include "hooks/preload_chain.hpp"
 #include "platform/log.hpp"
 
 extern "C" {
@@ -22,7 +23,8 @@ extern "C" {
 __attribute__((visibility("hidden"))) char softmig_dlsym_passthrough = 0;
 /// The C library's dlsym, loaded by the trampoline for the tail jump.
 __attribute__((visibility("hidden"))) void* softmig_real_dlsym_fn = nullptr;
-__attribute__((visibility("hidden"))) void* softmig_dlsym_route(void* handle, const char* name) noexcept;
+__attribute__((visibility("hidden"))) void* softmig_dlsym_route(void* handle, const char* name,
+                                                                const void* caller) noexcept;
 }
 
 namespace softmig::hooks {
@@ -30,22 +32,39 @@ namespace {
 
 void* passthrough() noexcept { return &softmig_dlsym_passthrough; }
 
+/// dlsym(RTLD_NEXT, name) for an interposed name (see preload_chain.hpp): a preloaded library
+/// gets its next link; any other caller gets the chain's first link, never the driver itself.
+void* route_next(const char* name, Sym s, const void* caller) noexcept {
+  const Library lib = kSymInfo[index_of(s)].library;
+  const PreloadChain chain;
+  void* next = nullptr;
+  if (chain.contains(caller)) {
+    if (chain.next_definition(caller, name, &next)) return next;
+    return ensure_resolved(lib) ? driver_ptr(s) : nullptr;
+  }
+  if (chain.next_definition(nullptr, name, &next)) return next;
+  if (!ensure_resolved(lib) || driver_ptr(s) == nullptr) return nullptr;
+  count_route(Route::kDlsym);
+  return wrapper_ptr(s);
+}
+
 /// Decides the answer to dlsym(handle, name) for an interposed name.
-void* route_interposed(void* handle, const char* name, Sym s) noexcept {
+void* route_interposed(void* handle, const char* name, Sym s, const void* caller) noexcept {
+  if (handle == RTLD_NEXT) return route_next(name, s, caller);
   const Library lib = kSymInfo[index_of(s)].library;
   void* wrapper = wrapper_ptr(s);
-  void* found = real_dlsym(handle, name);  // RTLD_NEXT here means "next after softmig"
+  void* found = real_dlsym(handle, name);
   if (found == nullptr) return nullptr;
   if (found == wrapper) {
     // RTLD_DEFAULT finds softmig's own export first. That is only a valid answer if the driver
     // library is loaded and really has the symbol; otherwise the program must see what it
     // would see without softmig: nothing.
-    if (!ensure_resolved(lib) || real_ptr(s) == nullptr) return nullptr;
+    if (!ensure_resolved(lib) || driver_ptr(s) == nullptr) return nullptr;
     count_route(Route::kDlsym);
     return wrapper;
   }
   ensure_resolved(lib);
-  if (found == real_ptr(s) || in_library(lib, found)) {
+  if (found == driver_ptr(s) || in_library(lib, found)) {
     count_route(Route::kDlsym);
     return wrapper;
   }
@@ -93,7 +112,7 @@ CUresult Handler<Sym::cuGetProcAddress_v2>::call(const char* symbol, void** pfn,
 
 }  // namespace softmig::hooks
 
-extern "C" void* softmig_dlsym_route(void* handle, const char* name) noexcept {
+extern "C" void* softmig_dlsym_route(void* handle, const char* name, const void* caller) noexcept {
   using namespace softmig::hooks;
   if (__atomic_load_n(&softmig_real_dlsym_fn, __ATOMIC_ACQUIRE) == nullptr) {
     void* fn = real_dlsym_address();  // racing threads store the same value
@@ -103,7 +122,7 @@ extern "C" void* softmig_dlsym_route(void* handle, const char* name) noexcept {
   Sym s{};
   if (name == nullptr || in_internal_section() || !find_exported(name, s)) return passthrough();
   InternalSection guard;  // lookups the driver makes while we work are not rewritten
-  return route_interposed(handle, name, s);
+  return route_interposed(handle, name, s, caller);
 }
 
 // The exported dlsym. It asks softmig_dlsym_route first; unless the route returns the
@@ -124,6 +143,7 @@ dlsym:
     .cfi_adjust_cfa_offset 8
     subq $8, %rsp
     .cfi_adjust_cfa_offset 8
+    movq 24(%rsp), %rdx
     call softmig_dlsym_route
     addq $8, %rsp
     .cfi_adjust_cfa_offset -8
@@ -154,6 +174,7 @@ dlsym:
     .cfi_offset 30, -24
     mov x29, sp
     stp x0, x1, [sp, #16]
+    mov x2, x30
     bl softmig_dlsym_route
     adrp x9, softmig_dlsym_passthrough
     add x9, x9, :lo12:softmig_dlsym_passthrough

@@ -41,9 +41,9 @@ SOFTMIG_HANDLER(cuMemCreate, CUresult,
 SOFTMIG_HANDLER(cuMemRelease, CUresult, (CUmemGenericAllocationHandle handle));
 
 // Arrays.
-SOFTMIG_HANDLER(cuArrayCreate, CUresult, (CUarray* pHandle, const CUDA_ARRAY_DESCRIPTOR* pAllocateArray));
+SOFTMIG_HANDLER(cuArrayCreate, CUresult, (CUarray* pHandle, const CUDA_ARRAY_DESCRIPTOR_v1* pAllocateArray));
 SOFTMIG_HANDLER(cuArrayCreate_v2, CUresult, (CUarray* pHandle, const CUDA_ARRAY_DESCRIPTOR* pAllocateArray));
-SOFTMIG_HANDLER(cuArray3DCreate, CUresult, (CUarray* pHandle, const CUDA_ARRAY3D_DESCRIPTOR* pAllocateArray));
+SOFTMIG_HANDLER(cuArray3DCreate, CUresult, (CUarray* pHandle, const CUDA_ARRAY3D_DESCRIPTOR_v1* pAllocateArray));
 SOFTMIG_HANDLER(cuArray3DCreate_v2, CUresult, (CUarray* pHandle, const CUDA_ARRAY3D_DESCRIPTOR* pAllocateArray));
 SOFTMIG_HANDLER(cuArrayDestroy, CUresult, (CUarray hArray));
 SOFTMIG_HANDLER(cuMipmappedArrayCreate, CUresult,

@@ -128,6 +128,12 @@ CUresult pitch_alloc(Ptr* dptr, Size* pPitch, std::uint64_t width, std::uint64_t
   return rc;
 }
 
+core::ArrayShape shape_of(const CUDA_ARRAY_DESCRIPTOR_v1* d) noexcept {
+  return {d->Width, d->Height, 0, d->Format, d->NumChannels};
+}
+core::ArrayShape shape_of(const CUDA_ARRAY3D_DESCRIPTOR_v1* d) noexcept {
+  return {d->Width, d->Height, d->Depth, d->Format, d->NumChannels};
+}
 core::ArrayShape shape_of(const CUDA_ARRAY_DESCRIPTOR* d) noexcept {
   return {d->Width, d->Height, 0, d->Format, d->NumChannels};
 }
@@ -293,13 +299,13 @@ CUresult Handler<Sym::cuMemRelease>::call(CUmemGenericAllocationHandle handle) n
 
 // ---- arrays --------------------------------------------------------------------------------
 
-CUresult Handler<Sym::cuArrayCreate>::call(CUarray* pHandle, const CUDA_ARRAY_DESCRIPTOR* d) noexcept {
+CUresult Handler<Sym::cuArrayCreate>::call(CUarray* pHandle, const CUDA_ARRAY_DESCRIPTOR_v1* d) noexcept {
   return array_create<Sym::cuArrayCreate>(pHandle, d);
 }
 CUresult Handler<Sym::cuArrayCreate_v2>::call(CUarray* pHandle, const CUDA_ARRAY_DESCRIPTOR* d) noexcept {
   return array_create<Sym::cuArrayCreate_v2>(pHandle, d);
 }
-CUresult Handler<Sym::cuArray3DCreate>::call(CUarray* pHandle, const CUDA_ARRAY3D_DESCRIPTOR* d) noexcept {
+CUresult Handler<Sym::cuArray3DCreate>::call(CUarray* pHandle, const CUDA_ARRAY3D_DESCRIPTOR_v1* d) noexcept {
   return array_create<Sym::cuArray3DCreate>(pHandle, d);
 }
 CUresult Handler<Sym::cuArray3DCreate_v2>::call(CUarray* pHandle, const CUDA_ARRAY3D_DESCRIPTOR* d) noexcept {

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "hooks/introspection.hpp"
+#include "hooks/preload_chain.hpp"
 #include "platform/log.hpp"
 
 namespace softmig::hooks {
@@ -61,7 +62,8 @@ struct LibraryState {
 };
 
 LibraryState g_libs[2];
-void* g_fn[kSymCount] = {};
+void* g_fn[kSymCount] = {};      // what a wrapper calls: the next interposer, else the driver
+void* g_driver[kSymCount] = {};  // the driver's own function
 std::atomic<void*> g_real_dlsym{nullptr};
 thread_local int t_internal_depth = 0;  // dlsym lookups made now pass through
 thread_local bool t_resolving = false;  // this thread is resolving a library table
@@ -80,13 +82,21 @@ bool resolve_now(Library lib) noexcept {
   auto& L = g_libs[static_cast<unsigned>(lib)];
   void* handle = dlopen(kLibraryFile[static_cast<unsigned>(lib)], RTLD_NOW | RTLD_NOLOAD);
   if (handle == nullptr) return false;
+  const PreloadChain chain;
   for (unsigned i = 0; i < kSymCount; ++i) {
     if (kSymInfo[i].library != lib) continue;
-    g_fn[i] = real_dlsym(handle, kSymInfo[i].name);
-    if (g_fn[i] != nullptr && kSymInfo[i].exported) L.reverse.insert(g_fn[i], static_cast<Sym>(i));
-    if (g_fn[i] != nullptr && L.base == nullptr) {
+    g_driver[i] = real_dlsym(handle, kSymInfo[i].name);
+    g_fn[i] = g_driver[i];
+    if (g_driver[i] == nullptr) continue;
+    if (kSymInfo[i].exported) {
+      L.reverse.insert(g_driver[i], static_cast<Sym>(i));
+      // Another preloaded interposer after softmig keeps its place in the chain.
+      void* next = nullptr;
+      if (chain.next_definition(reinterpret_cast<const void*>(&resolve_now), kSymInfo[i].name, &next)) g_fn[i] = next;
+    }
+    if (L.base == nullptr) {
       Dl_info info{};
-      if (dladdr(g_fn[i], &info) != 0) L.base = info.dli_fbase;
+      if (dladdr(g_driver[i], &info) != 0) L.base = info.dli_fbase;
     }
   }
   L.handle = handle;  // the reference taken by dlopen keeps the library mapped for good
@@ -152,6 +162,12 @@ void* real_ptr(Sym s) noexcept {
     return nullptr;
   }
   return g_fn[i];
+}
+
+void* driver_ptr(Sym s) noexcept {
+  const unsigned i = index_of(s);
+  if (!ensure_resolved(kSymInfo[i].library)) return nullptr;
+  return g_driver[i];
 }
 
 bool find_by_real(const void* fn, Sym& out) noexcept {

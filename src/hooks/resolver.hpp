@@ -28,8 +28,12 @@ bool ensure_resolved(Library lib) noexcept;
 /// per-process memory). Returns true when its table is ready.
 bool load_for_internal_use(Library lib) noexcept;
 
-/// The real function of `s`, or nullptr if its library is not loaded or lacks the symbol.
+/// The function a wrapper of `s` forwards to: the next preloaded interposer of `s` if there is
+/// one, else the driver's function. nullptr if the library is not loaded or lacks the symbol.
 void* real_ptr(Sym s) noexcept;
+
+/// The driver's own function for `s` (never another interposer's), or nullptr.
+void* driver_ptr(Sym s) noexcept;
 
 template <Sym S>
 typename Fn<S>::type* real() noexcept {

@@ -88,10 +88,22 @@ class LedgerLock {
   bool held_ = false;
 };
 
+/// Set in a forked child (pthread_atfork, registered when the process first joins a ledger), so
+/// the hot path knows whether it is still the process that joined without a getpid() syscall.
+std::atomic<bool> g_forked{false};
+void on_fork_child() noexcept { g_forked.store(true, std::memory_order_release); }
+
 /// Joins (or, after fork, re-joins) the job's ledger. Runs once per process id.
 Process& proc() noexcept {
+  if (g.pid.load(std::memory_order_acquire) != 0 && !g_forked.load(std::memory_order_acquire)) return g;
   const pid_t now = getpid();
-  if (g.pid.load(std::memory_order_acquire) == now) return g;
+  if (g.pid.load(std::memory_order_acquire) == now) {
+    g_forked.store(false, std::memory_order_release);
+    return g;
+  }
+  if (g_forked.load(std::memory_order_acquire)) {
+    g.init_mu = PTHREAD_MUTEX_INITIALIZER;  // may have been held by a thread that is not in the child
+  }
   pthread_mutex_lock(&g.init_mu);
   if (g.pid.load(std::memory_order_relaxed) != now) {
     if (g.pid.load(std::memory_order_relaxed) != 0) {
@@ -106,6 +118,7 @@ Process& proc() noexcept {
       }
       g.slot = core::kNoSlot;
     }
+    if (g.pid.load(std::memory_order_relaxed) == 0) pthread_atfork(nullptr, nullptr, on_fork_child);
     const platform::Settings& s = platform::settings();
     if (limits_active() && s.ledger_path[0] != '\0') {
       if (g.region.region() == nullptr) {
@@ -123,6 +136,7 @@ Process& proc() noexcept {
       }
     }
     g.pid.store(now, std::memory_order_release);
+    g_forked.store(false, std::memory_order_release);
   }
   pthread_mutex_unlock(&g.init_mu);
   return g;

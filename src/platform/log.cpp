@@ -29,13 +29,15 @@ std::atomic<unsigned> g_lines{0};
 
 /// Opens `path` for appending if it is (or can be created as) a regular file of ours.
 int open_log(const char* path) noexcept {
-  const int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+  // O_NONBLOCK: a FIFO planted at the path must not block the program in open().
+  const int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK, 0600);
   if (fd < 0) return -1;
   struct stat st {};
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
     close(fd);
     return -1;
   }
+  fcntl(fd, F_SETFL, O_APPEND);
   return fd;
 }
 

@@ -31,7 +31,9 @@ PointerMap::~PointerMap() {
 }
 
 bool PointerMap::grow() noexcept {
-  const std::size_t cap = capacity_ == 0 ? 1024 : capacity_ * 2;
+  // Rehash at the same size when most used slots are tombstones (allocation churn); double
+  // only when live entries need the room.
+  const std::size_t cap = capacity_ == 0 ? 1024 : (size_ * 4 < capacity_ ? capacity_ : capacity_ * 2);
   void* p = mmap(nullptr, cap * sizeof(Entry), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return false;
   auto* fresh = static_cast<Entry*>(p);
