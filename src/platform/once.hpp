@@ -19,12 +19,13 @@ class Once {
     int s = state_.load(std::memory_order_acquire);
     if (s == kDone) return true;
     if (s == kIdle && state_.compare_exchange_strong(s, kRunning, std::memory_order_acq_rel)) {
-      owner_ = this_thread_token();
+      owner_.store(this_thread_token(), std::memory_order_relaxed);
       f();
       state_.store(kDone, std::memory_order_release);
       return true;
     }
-    if (owner_ == this_thread_token()) return false;
+    // Only the running thread can read its own token here, so a relaxed load is enough.
+    if (owner_.load(std::memory_order_relaxed) == this_thread_token()) return false;
     while (state_.load(std::memory_order_acquire) != kDone) sched_yield();
     return true;
   }
@@ -37,7 +38,7 @@ class Once {
   }
   enum : int { kIdle, kRunning, kDone };
   std::atomic<int> state_{kIdle};
-  const void* owner_ = nullptr;
+  std::atomic<const void*> owner_{nullptr};
 };
 
 }  // namespace softmig::platform

@@ -5,9 +5,13 @@
 //   slice          cuMemAlloc_v2 in 256 MiB blocks until CUDA_ERROR_OUT_OF_MEMORY
 //   bench-launch   host cost of enqueueing empty kernels (batches of 256, below the queue depth)
 //   bench-alloc    host cost of cudaMalloc + cudaFree of 1 MiB
+//   bench-launch-ab  in one process: cuLaunchKernel as the program gets it vs the driver's own
+//   bench-async    host cost of cudaMallocAsync + cudaFreeAsync of 1 MiB (pool; no driver trip)
 #include <cuda.h>
 #include <cuda_runtime.h>
 #include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
 
 #include <algorithm>
 #include <chrono>
@@ -149,6 +153,113 @@ int bench_alloc() {
   return 0;
 }
 
+int bench_async() {
+  cudaStream_t s;
+  cudaStreamCreate(&s);
+  void* p;
+  cudaMallocAsync(&p, 1 << 20, s);
+  cudaFreeAsync(p, s);
+  cudaStreamSynchronize(s);
+  std::vector<double> reps;
+  for (int r = 0; r < 5; ++r) {
+    const int n = 20000;
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < n; ++i) {
+      cudaMallocAsync(&p, 1 << 20, s);
+      cudaFreeAsync(p, s);
+    }
+    auto t1 = std::chrono::steady_clock::now();
+    cudaStreamSynchronize(s);
+    reps.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count() / n);
+  }
+  std::printf("BENCH async_alloc_free_ns %.1f\n", median(reps));
+  cudaStreamDestroy(s);
+  return 0;
+}
+
+// The driver's own cuLaunchKernel, found in libcuda's dynamic symbol table directly, so that
+// neither the preloaded dlsym nor symbol interposition can hand back softmig's wrapper.
+void* raw_driver_symbol(const char* name) {
+  struct Ctx {
+    const char* name;
+    void* found;
+  } ctx{name, nullptr};
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* p) -> int {
+        auto* c = static_cast<Ctx*>(p);
+        if (info->dlpi_name == nullptr || std::strstr(info->dlpi_name, "libcuda.so") == nullptr) return 0;
+        const ElfW(Dyn)* dyn = nullptr;
+        for (int i = 0; i < info->dlpi_phnum; ++i) {
+          if (info->dlpi_phdr[i].p_type == PT_DYNAMIC) {
+            dyn = reinterpret_cast<const ElfW(Dyn)*>(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+          }
+        }
+        const ElfW(Sym)* symtab = nullptr;
+        const char* strtab = nullptr;
+        const uint32_t* gnu_hash = nullptr;
+        for (; dyn != nullptr && dyn->d_tag != DT_NULL; ++dyn) {
+          if (dyn->d_tag == DT_SYMTAB) symtab = reinterpret_cast<const ElfW(Sym)*>(dyn->d_un.d_ptr);
+          if (dyn->d_tag == DT_STRTAB) strtab = reinterpret_cast<const char*>(dyn->d_un.d_ptr);
+          if (dyn->d_tag == DT_GNU_HASH) gnu_hash = reinterpret_cast<const uint32_t*>(dyn->d_un.d_ptr);
+        }
+        if (symtab == nullptr || strtab == nullptr || gnu_hash == nullptr) return 0;
+        // Symbol count from the GNU hash table: last chain of the highest bucket.
+        const uint32_t nbuckets = gnu_hash[0], symoffset = gnu_hash[1], bloom = gnu_hash[2];
+        const auto* buckets = reinterpret_cast<const uint32_t*>(
+            reinterpret_cast<const ElfW(Addr)*>(gnu_hash + 4) + bloom);
+        const uint32_t* chain = buckets + nbuckets;
+        uint32_t last = 0;
+        for (uint32_t b = 0; b < nbuckets; ++b) last = buckets[b] > last ? buckets[b] : last;
+        if (last < symoffset) return 0;
+        while ((chain[last - symoffset] & 1U) == 0) ++last;
+        for (uint32_t i = 0; i <= last; ++i) {
+          if (symtab[i].st_value != 0 && std::strcmp(strtab + symtab[i].st_name, c->name) == 0) {
+            c->found = reinterpret_cast<void*>(info->dlpi_addr + symtab[i].st_value);
+            return 1;
+          }
+        }
+        return 0;
+      },
+      &ctx);
+  return ctx.found;
+}
+
+// Host cost of cuLaunchKernel through whatever the program normally gets (softmig's wrapper when
+// preloaded) against the driver's own function, in one process, alternating batches.
+int bench_launch_ab() {
+  empty_kernel<<<1, 1>>>();
+  cudaDeviceSynchronize();
+  cudaFunction_t fn = nullptr;
+  if (cudaGetFuncBySymbol(&fn, reinterpret_cast<const void*>(empty_kernel)) != cudaSuccess) return 1;
+  using Launch = CUresult (*)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                              unsigned, CUstream, void**, void**);
+  auto wrapped = reinterpret_cast<Launch>(dlsym(RTLD_DEFAULT, "cuLaunchKernel"));
+  auto raw = reinterpret_cast<Launch>(raw_driver_symbol("cuLaunchKernel"));
+  if (wrapped == nullptr || raw == nullptr) {
+    std::fprintf(stderr, "FAIL cannot find cuLaunchKernel (wrapped %p raw %p)\n", reinterpret_cast<void*>(wrapped),
+                 reinterpret_cast<void*>(raw));
+    return 1;
+  }
+  auto f = reinterpret_cast<CUfunction>(fn);
+  const int batch = 256, pairs = 800;
+  std::vector<double> a, b;
+  for (int p = 0; p < pairs; ++p) {
+    for (int which = 0; which < 2; ++which) {
+      Launch l = ((p + which) % 2 == 0) ? wrapped : raw;
+      auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < batch; ++i) l(f, 1, 1, 1, 1, 1, 1, 0, nullptr, nullptr, nullptr);
+      auto t1 = std::chrono::steady_clock::now();
+      cudaDeviceSynchronize();
+      (l == wrapped ? a : b).push_back(std::chrono::duration<double, std::nano>(t1 - t0).count() / batch);
+    }
+  }
+  const double ma = median(a), mb = median(b);
+  std::printf("RESULT {\"check\": \"launch_ab\", \"through_program_path_ns\": %.1f, \"driver_direct_ns\": %.1f, "
+              "\"added_pct\": %.2f, \"same_function\": %s}\n",
+              ma, mb, 100.0 * (ma - mb) / mb, wrapped == raw ? "true" : "false");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -158,6 +269,8 @@ int main(int argc, char** argv) {
   if (!std::strcmp(mode, "slice")) return slice_mode();
   if (!std::strcmp(mode, "bench-launch")) return bench_launch();
   if (!std::strcmp(mode, "bench-alloc")) return bench_alloc();
-  std::fprintf(stderr, "usage: %s driver|runtime|slice|bench-launch|bench-alloc\n", argv[0]);
+  if (!std::strcmp(mode, "bench-async")) return bench_async();
+  if (!std::strcmp(mode, "bench-launch-ab")) return bench_launch_ab();
+  std::fprintf(stderr, "usage: %s driver|runtime|slice|bench-launch|bench-alloc|bench-async\n", argv[0]);
   return 2;
 }

@@ -72,12 +72,18 @@ $PY "$ROOT/tests/gpu/share_check.py" "$LIB" >> "$LOG" 2>&1
 grep -E '^RESULT' "$LOG" | grep -E '"check": "(share|nvidia_smi|nvml_agreement|context)' | sed 's/^/slice-4G /' >> "$RES"
 
 # ---- 3. benchmarks: bare and preloaded interleaved, same card, same run ------------------
-for round in 1 2 3 4 5; do
-  for mode in bench-launch bench-alloc; do
+# The hook cost measured against the fake driver (no GPU noise) is bench/run_fake.sh.
+for round in 1 2 3 4 5 6 7; do
+  for mode in bench-launch bench-alloc bench-async; do
     run "bench-bare"     -- "$PROG" $mode
     run "bench-nolimit"  "$PRE" -- "$PROG" $mode
     run "bench-limit70G" "$PRE" CUDA_DEVICE_MEMORY_LIMIT=70G SOFTMIG_SESSION=bench -- "$PROG" $mode
   done
 done
+
+# In-process A/B of the launch path: the wrapper against the driver's own function.
+run bench-ab-bare -- "$PROG" bench-launch-ab
+run bench-ab-nolimit "$PRE" -- "$PROG" bench-launch-ab
+run bench-ab-limit70G "$PRE" CUDA_DEVICE_MEMORY_LIMIT=70G SOFTMIG_SESSION=benchab -- "$PROG" bench-launch-ab
 
 $PY "$ROOT/tests/gpu/summarize.py" "$RES" | tee "$OUT/summary.txt"

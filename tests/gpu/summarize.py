@@ -98,7 +98,7 @@ w = max(len(r[0]) for r in rows)
 for c, v, dtl in rows:
     print("%-*s  %-4s  %s" % (w, c, v, dtl))
 if bench:
-    print("\nbenchmark (median of per-round medians, 5 rounds interleaved)")
+    print("\nbenchmark (median of per-round medians, rounds interleaved bare / preloaded)")
     for name in sorted(bench):
         base = statistics.median(bench[name]["bench-bare"]) if bench[name]["bench-bare"] else float("nan")
         for label in ("bench-bare", "bench-nolimit", "bench-limit70G"):
@@ -108,6 +108,20 @@ if bench:
             m = statistics.median(vals)
             print("  %-14s %-15s %10.1f ns  (%+.1f ns, %+.2f %%)  rounds: %s" %
                   (name, label, m, m - base, 100.0 * (m - base) / base, ", ".join("%.0f" % v for v in vals)))
+ab = [(lbl, get(lbl, "launch_ab")) for lbl in ("bench-ab-bare", "bench-ab-nolimit", "bench-ab-limit70G")]
+ab = [(lbl, r) for lbl, r in ab if r]
+if ab:
+    print("\ncuLaunchKernel in one process, alternating batches of 256 (program's path vs driver's own function)")
+    for lbl, r in ab:
+        print("  %-18s program path %7.1f ns, driver direct %7.1f ns, added %+.2f %%%s" %
+              (lbl, r["through_program_path_ns"], r["driver_direct_ns"], r["added_pct"],
+               " (same function: not interposed)" if r["same_function"] else ""))
+    for lbl, r in ab:
+        if lbl != "bench-ab-bare":
+            row = ("launch overhead " + lbl[9:], verdict(r["added_pct"] <= 2.0 and not r["same_function"]),
+                   "%+.2f %% per cuLaunchKernel (target <= 2 %%)" % r["added_pct"])
+            rows.append(row)
+            print("  %s  %s  %s" % row)
 fails = [r for r in rows if r[1] == "FAIL"]
 print("\n%d passed, %d failed" % (sum(1 for r in rows if r[1] == "PASS"), len(fails)))
 sys.exit(1 if fails else 0)
