@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "platform/settings.hpp"
 
-#include <dirent.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 
@@ -43,22 +45,35 @@ bool find_job_file(const core::JobIdentity& job, char* name, std::size_t size) n
   }
   std::snprintf(candidate, sizeof(candidate), "%s.conf", job.job_id);
   if (exists(candidate)) return std::snprintf(name, size, "%s", candidate) > 0;
-  DIR* d = opendir(dir);
-  if (d == nullptr) return false;
+  // Scan the directory with getdents64 into a stack buffer: no allocation on the first call.
+  const int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
   const std::size_t id_len = std::strlen(job.job_id);
   bool found = false;
-  while (dirent* e = readdir(d)) {
-    const char* f = e->d_name;
-    if (std::strncmp(f, job.job_id, id_len) != 0 || f[id_len] != '_') continue;
-    const char* p = f + id_len + 1;
-    const char* digits = p;
-    while (*p >= '0' && *p <= '9') ++p;
-    if (p != digits && std::strcmp(p, ".conf") == 0) {
-      found = std::snprintf(name, size, "%s", f) > 0;
-      break;
+  alignas(8) char buf[4096];
+  for (long got = 0; !found && (got = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0;) {
+    for (long off = 0; off < got;) {
+      struct Entry {  // struct linux_dirent64
+        std::uint64_t ino;
+        std::int64_t next;
+        unsigned short reclen;
+        unsigned char type;
+        char name[1];
+      };
+      const auto* e = reinterpret_cast<const Entry*>(buf + off);
+      off += e->reclen;
+      const char* f = e->name;
+      if (std::strncmp(f, job.job_id, id_len) != 0 || f[id_len] != '_') continue;
+      const char* p = f + id_len + 1;
+      const char* digits = p;
+      while (*p >= '0' && *p <= '9') ++p;
+      if (p != digits && std::strcmp(p, ".conf") == 0) {
+        found = std::snprintf(name, size, "%s", f) > 0;
+        break;
+      }
     }
   }
-  closedir(d);
+  close(fd);
   return found;
 }
 
