@@ -94,6 +94,40 @@ class UsageTable {
   int own_slots_[kMaxDevices] = {};  // slot index + 1 per physical device, 0 = none yet
 };
 
+// ---- symbol tables and call counting --------------------------------------------------------
+// Each fake lists its exported symbols in `kSymNames` (from the entry-point tables) and keeps the
+// counters in a CallTable returned by its own `calls()`; FAKE_ENTER below relies on both names.
+
+void unknown_symbol();  // never defined, not constexpr: reaching it in symbol_index fails the build
+
+/// Index of `name` in a fake's symbol table, computed at compile time. The tables may name a
+/// symbol twice (an extra that entry_points.def later gained); the first entry is the one counted.
+template <std::size_t N>
+consteval std::size_t symbol_index(const char* const (&names)[N], std::string_view name) {
+  for (std::size_t i = 0; i < N; ++i) {
+    if (name == names[i]) {
+      return i;
+    }
+  }
+  unknown_symbol();
+  return 0;
+}
+
+/// First line of every exported entry point: counts the call and returns an injected result if
+/// one is pending (fake_control.h).
+#define FAKE_ENTER(name)                                                               \
+  if (const auto injected_ = calls().enter(::fake::symbol_index(kSymNames, #name))) { \
+    return *injected_;                                                                 \
+  }
+
+/// An exported function whose whole work is done by a helper: counts the call, then returns
+/// `call`. Each fake names the result type of its entry points `FakeResult`.
+#define FAKE_FORWARD(name, params, call) \
+  FakeResult name params {               \
+    FAKE_ENTER(name);                    \
+    return call;                         \
+  }
+
 /// Call counters and injected results of one fake library, indexed like its symbol table.
 class CallTable {
  public:

@@ -105,20 +105,6 @@ constexpr const char* kSymNames[] = {
 };
 constexpr std::size_t kSymCount = std::size(kSymNames);
 
-void unknown_symbol() {}  // not constexpr: reaching it in sym_index is a compile-time error
-
-/// Index of an exported symbol, computed at compile time. The tables may name a symbol twice
-/// (an extra that entry_points.def later gained); the first entry is the one counted.
-consteval std::size_t sym_index(std::string_view name) {
-  for (std::size_t i = 0; i < kSymCount; ++i) {
-    if (name == kSymNames[i]) {
-      return i;
-    }
-  }
-  unknown_symbol();
-  return 0;
-}
-
 void* const kSymFunctions[] = {
 #define SOFTMIG_CUDA(name, params, args) reinterpret_cast<void*>(&name),
 #define SOFTMIG_CUDA_USE(name, params) reinterpret_cast<void*>(&name),
@@ -127,16 +113,11 @@ void* const kSymFunctions[] = {
 #include "fake_cuda_extras.def"
 };
 
-fake::CallTable& calls() {
+fake::CallTable& calls() {  // used by FAKE_ENTER (fake_common.hpp)
   static auto* table = new fake::CallTable(kSymNames);  // never destroyed: used until exit
   return *table;
 }
-
-// Counts the call and returns an injected result if one is pending. First line of every entry.
-#define FAKE_ENTER(name)                                        \
-  if (const auto injected_ = calls().enter(sym_index(#name))) { \
-    return *injected_;                                          \
-  }
+using FakeResult = CUresult;  // of the entry points FAKE_FORWARD defines
 
 // ---- the simulated driver -------------------------------------------------------------------
 constexpr CUresult CUDA_ERROR_FILE_NOT_FOUND = 301;
@@ -299,24 +280,26 @@ CUresult current_context(Driver& d, CUctx_st** out) {
   return CUDA_SUCCESS;
 }
 
+// Returns the memory of one entry of a map of charges (allocs, objects, handles) and removes
+// the entry; the iterator past it.
+template <typename Map>
+typename Map::iterator release(Driver& d, Map& charges, typename Map::iterator it) {
+  uncharge(d, it->second.phys, it->second.bytes);
+  return charges.erase(it);
+}
+
+// Releases every charge of `charges` that belongs to context `ctx`.
+template <typename Map>
+void release_owned(Driver& d, Map& charges, const CUctx_st* ctx) {
+  for (auto it = charges.begin(); it != charges.end();) {
+    it = it->second.ctx == ctx ? release(d, charges, it) : std::next(it);
+  }
+}
+
 // Frees everything a context owns, then the context's own memory.
 void release_context_memory(Driver& d, CUctx_st* ctx) {
-  for (auto it = d.allocs.begin(); it != d.allocs.end();) {
-    if (it->second.ctx == ctx) {
-      uncharge(d, it->second.phys, it->second.bytes);
-      it = d.allocs.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  for (auto it = d.objects.begin(); it != d.objects.end();) {
-    if (it->second.ctx == ctx) {
-      uncharge(d, it->second.phys, it->second.bytes);
-      it = d.objects.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  release_owned(d, d.allocs, ctx);
+  release_owned(d, d.objects, ctx);
   if (ctx->active) {
     uncharge(d, ctx->phys, config().context_bytes);
     ctx->active = false;
@@ -332,6 +315,79 @@ CUresult stream_context(Driver& d, CUstream stream, CUctx_st** ctx) {
     }
   }
   return current_context(d, ctx);
+}
+
+// ---- entry-point preambles ------------------------------------------------------------------
+// Nearly every entry point locks the driver and checks one precondition before doing its work;
+// these run `body` under the lock once the check passed, and otherwise return the check's error.
+
+// cuInit has succeeded: body(d).
+template <typename Body>
+CUresult with_init(Body&& body) {
+  Driver& d = drv();
+  std::lock_guard lock(d.mu);
+  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
+    return r;
+  }
+  return body(d);
+}
+
+// `dev` is a valid CUDA ordinal: body(d).
+template <typename Body>
+CUresult with_device(CUdevice dev, Body&& body) {
+  Driver& d = drv();
+  std::lock_guard lock(d.mu);
+  if (const CUresult r = check_device(d, dev); r != CUDA_SUCCESS) {
+    return r;
+  }
+  return body(d);
+}
+
+// The calling thread has a usable current context: body(d, ctx).
+template <typename Body>
+CUresult with_context(Body&& body) {
+  Driver& d = drv();
+  std::lock_guard lock(d.mu);
+  CUctx_st* ctx = nullptr;
+  if (const CUresult r = current_context(d, &ctx); r != CUDA_SUCCESS) {
+    return r;
+  }
+  return body(d, ctx);
+}
+
+// `stream` is a usable stream handle (stream_context): body(d, ctx).
+template <typename Body>
+CUresult with_stream(CUstream stream, Body&& body) {
+  Driver& d = drv();
+  std::lock_guard lock(d.mu);
+  CUctx_st* ctx = nullptr;
+  if (const CUresult r = stream_context(d, stream, &ctx); r != CUDA_SUCCESS) {
+    return r;
+  }
+  return body(d, ctx);
+}
+
+// ---- handle objects created and destroyed by the entry points --------------------------------
+
+// Registers a new stream, pool, graph or graph exec as live and hands it out.
+template <typename Handle>
+CUresult hand_out(Driver& d, Handle* handle, Handle** out) {
+  d.created.insert(handle);
+  *out = handle;
+  return CUDA_SUCCESS;
+}
+
+// Marks a live stream, graph or graph exec destroyed (the object itself is never freed, so a
+// stale handle is caught); `invalid` for a handle that is unknown or already destroyed.
+template <typename Handle>
+CUresult destroy_created(Handle* handle, CUresult invalid) {
+  return with_init([&](Driver& d) {
+    if (!d.created.contains(handle) || handle->destroyed) {
+      return invalid;
+    }
+    handle->destroyed = true;
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult new_address(Driver& d, int phys, std::uint64_t bytes, bool low32, CUdeviceptr* out) {
@@ -366,31 +422,23 @@ CUresult allocate(Driver& d, CUctx_st* ctx, int phys, std::uint64_t bytes, Kind 
 }
 
 CUresult allocate_in_current(CUdeviceptr* out, std::uint64_t bytes, Kind kind, bool low32) {
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  CUctx_st* ctx = nullptr;
-  if (const CUresult r = current_context(d, &ctx); r != CUDA_SUCCESS) {
-    return r;
-  }
-  return allocate(d, ctx, ctx->phys, bytes, kind, low32, out);
+  return with_context([&](Driver& d, CUctx_st* ctx) {
+    return allocate(d, ctx, ctx->phys, bytes, kind, low32, out);
+  });
 }
 
 CUresult free_address(CUdeviceptr ptr) {
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (ptr == 0) {
-    return CUDA_SUCCESS;  // like the real driver, freeing NULL is allowed
-  }
-  const auto it = d.allocs.find(ptr);
-  if (it == d.allocs.end()) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  uncharge(d, it->second.phys, it->second.bytes);
-  d.allocs.erase(it);
-  return CUDA_SUCCESS;
+  return with_init([&](Driver& d) {
+    if (ptr == 0) {
+      return CUDA_SUCCESS;  // like the real driver, freeing NULL is allowed
+    }
+    const auto it = d.allocs.find(ptr);
+    if (it == d.allocs.end()) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    release(d, d.allocs, it);
+    return CUDA_SUCCESS;
+  });
 }
 
 // The allocation containing `ptr`, if any.
@@ -420,36 +468,28 @@ CUresult pitch_alloc(CUdeviceptr* dptr, std::uint64_t* pitch, std::uint64_t widt
 // Charges an object (array, module, library) to the current context and registers its handle.
 template <typename Handle>
 CUresult create_object(Handle** out, std::uint64_t bytes, Kind kind, bool context_bound) {
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  CUctx_st* ctx = nullptr;
-  if (const CUresult r = current_context(d, &ctx); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (bytes > 0) {
-    if (const CUresult r = charge(d, ctx->phys, bytes); r != CUDA_SUCCESS) {
-      return r;
+  return with_context([&](Driver& d, CUctx_st* ctx) {
+    if (bytes > 0) {
+      if (const CUresult r = charge(d, ctx->phys, bytes); r != CUDA_SUCCESS) {
+        return r;
+      }
     }
-  }
-  auto* handle = new Handle{};
-  d.objects[handle] = Charge{bytes, ctx->phys, context_bound ? ctx : nullptr, kind};
-  *out = handle;
-  return CUDA_SUCCESS;
+    auto* handle = new Handle{};
+    d.objects[handle] = Charge{bytes, ctx->phys, context_bound ? ctx : nullptr, kind};
+    *out = handle;
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult destroy_object(const void* handle, Kind kind) {
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  const auto it = d.objects.find(handle);
-  if (it == d.objects.end() || it->second.kind != kind) {
-    return CUDA_ERROR_INVALID_HANDLE;
-  }
-  uncharge(d, it->second.phys, it->second.bytes);
-  d.objects.erase(it);
-  return CUDA_SUCCESS;
+  return with_init([&](Driver& d) {
+    const auto it = d.objects.find(handle);
+    if (it == d.objects.end() || it->second.kind != kind) {
+      return CUDA_ERROR_INVALID_HANDLE;
+    }
+    release(d, d.objects, it);
+    return CUDA_SUCCESS;
+  });
 }
 
 // clang-format off
@@ -483,90 +523,88 @@ CUresult make_array(CUarray* handle, std::uint64_t w, std::uint64_t h, std::uint
   return create_object(handle, bytes, Kind::Array, true);
 }
 
-// ---- contexts -------------------------------------------------------------------------------
-CUresult create_context(CUcontext* pctx, unsigned int flags, CUdevice dev) {
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_device(d, dev); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (pctx == nullptr) {
+// cuArrayCreate / cuArray3DCreate with any version of their descriptor.
+template <typename Descriptor>
+CUresult array_create(CUarray* handle, const Descriptor* desc) {
+  if (desc == nullptr) {
     return CUDA_ERROR_INVALID_VALUE;
   }
-  if (t_depth == kStackDepth) {
-    return CUDA_ERROR_UNKNOWN;
+  std::uint64_t depth = 1;
+  if constexpr (requires { desc->Depth; }) {
+    depth = desc->Depth;
   }
-  const int phys = d.visible[static_cast<std::size_t>(dev)];
-  if (const CUresult r = charge(d, phys, config().context_bytes); r != CUDA_SUCCESS) {
-    return r;
-  }
-  auto* ctx = new CUctx_st{dev, phys, false, true, false, 0, flags};
-  d.created.insert(ctx);
-  t_stack[t_depth++] = ctx;  // a new context becomes current
-  *pctx = ctx;
-  return CUDA_SUCCESS;
+  return make_array(handle, desc->Width, desc->Height, depth, desc->Format, desc->NumChannels);
+}
+
+// ---- contexts -------------------------------------------------------------------------------
+CUresult create_context(CUcontext* pctx, unsigned int flags, CUdevice dev) {
+  return with_device(dev, [&](Driver& d) {
+    if (pctx == nullptr) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    if (t_depth == kStackDepth) {
+      return CUDA_ERROR_UNKNOWN;
+    }
+    const int phys = d.visible[static_cast<std::size_t>(dev)];
+    if (const CUresult r = charge(d, phys, config().context_bytes); r != CUDA_SUCCESS) {
+      return r;
+    }
+    auto* ctx = new CUctx_st{dev, phys, false, true, false, 0, flags};
+    d.created.insert(ctx);
+    t_stack[t_depth++] = ctx;  // a new context becomes current
+    *pctx = ctx;
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult destroy_context(CUcontext ctx) {
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (ctx == nullptr || ctx->primary || !context_valid(d, ctx)) {
-    return CUDA_ERROR_INVALID_CONTEXT;
-  }
-  release_context_memory(d, ctx);
-  ctx->destroyed = true;
-  remove_from_stack(ctx);
-  return CUDA_SUCCESS;
+  return with_init([&](Driver& d) {
+    if (ctx == nullptr || ctx->primary || !context_valid(d, ctx)) {
+      return CUDA_ERROR_INVALID_CONTEXT;
+    }
+    release_context_memory(d, ctx);
+    ctx->destroyed = true;
+    remove_from_stack(ctx);
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult primary_retain(CUcontext* pctx, CUdevice dev) {
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_device(d, dev); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (pctx == nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  CUctx_st& ctx = d.primary[dev];
-  if (!ctx.active) {
-    if (const CUresult r = charge(d, ctx.phys, config().context_bytes); r != CUDA_SUCCESS) {
-      return r;
+  return with_device(dev, [&](Driver& d) {
+    if (pctx == nullptr) {
+      return CUDA_ERROR_INVALID_VALUE;
     }
-    ctx.active = true;
-  }
-  ++ctx.refcount;
-  *pctx = &ctx;
-  return CUDA_SUCCESS;
+    CUctx_st& ctx = d.primary[dev];
+    if (!ctx.active) {
+      if (const CUresult r = charge(d, ctx.phys, config().context_bytes); r != CUDA_SUCCESS) {
+        return r;
+      }
+      ctx.active = true;
+    }
+    ++ctx.refcount;
+    *pctx = &ctx;
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult primary_release(CUdevice dev) {
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_device(d, dev); r != CUDA_SUCCESS) {
-    return r;
-  }
-  CUctx_st& ctx = d.primary[dev];
-  if (ctx.refcount == 0) {
-    return CUDA_ERROR_INVALID_CONTEXT;
-  }
-  if (--ctx.refcount == 0) {
-    release_context_memory(d, &ctx);
-  }
-  return CUDA_SUCCESS;
+  return with_device(dev, [&](Driver& d) {
+    CUctx_st& ctx = d.primary[dev];
+    if (ctx.refcount == 0) {
+      return CUDA_ERROR_INVALID_CONTEXT;
+    }
+    if (--ctx.refcount == 0) {
+      release_context_memory(d, &ctx);
+    }
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult primary_reset(CUdevice dev) {
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_device(d, dev); r != CUDA_SUCCESS) {
-    return r;
-  }
-  release_context_memory(d, &d.primary[dev]);  // stays retained; re-activated on next use
-  return CUDA_SUCCESS;
+  return with_device(dev, [&](Driver& d) {
+    release_context_memory(d, &d.primary[dev]);  // stays retained; re-activated on next use
+    return CUDA_SUCCESS;
+  });
 }
 
 // ---- CUDA_VISIBLE_DEVICES ---------------------------------------------------------------------
@@ -824,19 +862,15 @@ CUresult error_text(CUresult error, const char** out, bool name) {
 // ---- launches ---------------------------------------------------------------------------------
 CUresult launch(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
                 unsigned int by, unsigned int bz, CUstream stream) {
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  CUctx_st* ctx = nullptr;
-  if (const CUresult r = stream_context(d, stream, &ctx); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (f == nullptr) {
-    return CUDA_ERROR_INVALID_HANDLE;
-  }
-  if (gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  return CUDA_SUCCESS;  // the kernel "ran"
+  return with_stream(stream, [&](Driver&, CUctx_st*) {
+    if (f == nullptr) {
+      return CUDA_ERROR_INVALID_HANDLE;
+    }
+    if (gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    return CUDA_SUCCESS;  // the kernel "ran"
+  });
 }
 
 CUresult launch_ex(const CUlaunchConfig* launch_config, CUfunction f) {
@@ -847,27 +881,19 @@ CUresult launch_ex(const CUlaunchConfig* launch_config, CUfunction f) {
 }
 
 CUresult graph_launch(CUgraphExec exec, CUstream stream) {
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  CUctx_st* ctx = nullptr;
-  if (const CUresult r = stream_context(d, stream, &ctx); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (!d.created.contains(exec) || exec->destroyed) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  return CUDA_SUCCESS;
+  return with_stream(stream, [&](Driver& d, CUctx_st*) {
+    if (!d.created.contains(exec) || exec->destroyed) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    return CUDA_SUCCESS;
+  });
 }
 
 // ---- stream-ordered allocation ------------------------------------------------------------------
 CUresult alloc_async(CUdeviceptr* dptr, size_t bytes, CUstream stream) {
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  CUctx_st* ctx = nullptr;
-  if (const CUresult r = stream_context(d, stream, &ctx); r != CUDA_SUCCESS) {
-    return r;
-  }
-  return allocate(d, ctx, ctx->phys, bytes, Kind::Device, false, dptr);
+  return with_stream(stream, [&](Driver& d, CUctx_st* ctx) {
+    return allocate(d, ctx, ctx->phys, bytes, Kind::Device, false, dptr);
+  });
 }
 
 bool pool_valid(const Driver& d, CUmemoryPool pool) {
@@ -878,16 +904,12 @@ bool pool_valid(const Driver& d, CUmemoryPool pool) {
 }
 
 CUresult alloc_from_pool(CUdeviceptr* dptr, size_t bytes, CUmemoryPool pool, CUstream stream) {
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  CUctx_st* ctx = nullptr;
-  if (const CUresult r = stream_context(d, stream, &ctx); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (!pool_valid(d, pool)) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  return allocate(d, ctx, pool->phys, bytes, Kind::Device, false, dptr);
+  return with_stream(stream, [&](Driver& d, CUctx_st* ctx) {
+    if (!pool_valid(d, pool)) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    return allocate(d, ctx, pool->phys, bytes, Kind::Device, false, dptr);
+  });
 }
 
 CUresult free_async(CUdeviceptr ptr, CUstream stream) {
@@ -910,13 +932,10 @@ CUresult stream_sync(CUstream stream) {
 }
 
 CUresult copy(CUdeviceptr device, const void* host, size_t bytes) {
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  CUctx_st* ctx = nullptr;
-  if (const CUresult r = current_context(d, &ctx); r != CUDA_SUCCESS) {
-    return r;
-  }
-  return (bytes > 0 && (device == 0 || host == nullptr)) ? CUDA_ERROR_INVALID_VALUE : CUDA_SUCCESS;
+  return with_context([&](Driver&, CUctx_st*) {
+    return (bytes > 0 && (device == 0 || host == nullptr)) ? CUDA_ERROR_INVALID_VALUE
+                                                           : CUDA_SUCCESS;
+  });
 }
 
 CUresult module_load(CUmodule* module, const void* source) {
@@ -952,94 +971,93 @@ CUresult library_load(CUlibrary* library, const void* source, unsigned int n_jit
 }
 
 CUresult device_uuid(CUuuid* uuid, CUdevice dev) {
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_device(d, dev); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (uuid == nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  unsigned char bytes[16];
-  fake::uuid_bytes(d.visible[static_cast<std::size_t>(dev)], bytes);
-  std::memcpy(uuid->bytes, bytes, sizeof bytes);
-  return CUDA_SUCCESS;
+  return with_device(dev, [&](Driver& d) {
+    if (uuid == nullptr) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    unsigned char bytes[16];
+    fake::uuid_bytes(d.visible[static_cast<std::size_t>(dev)], bytes);
+    std::memcpy(uuid->bytes, bytes, sizeof bytes);
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult total_mem(std::uint64_t* bytes, CUdevice dev) {
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_device(d, dev); r != CUDA_SUCCESS) {
-    return r;
-  }
-  *bytes =
-      config().device_bytes[static_cast<std::size_t>(d.visible[static_cast<std::size_t>(dev)])];
-  return CUDA_SUCCESS;
+  return with_device(dev, [&](Driver& d) {
+    *bytes =
+        config().device_bytes[static_cast<std::size_t>(d.visible[static_cast<std::size_t>(dev)])];
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult mem_info(std::uint64_t* free_bytes, std::uint64_t* total_bytes) {
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  CUctx_st* ctx = nullptr;
-  if (const CUresult r = current_context(d, &ctx); r != CUDA_SUCCESS) {
-    return r;
-  }
-  const std::uint64_t total = config().device_bytes[static_cast<std::size_t>(ctx->phys)];
-  const std::uint64_t used = d.table.used_by_all(ctx->phys);
-  *total_bytes = total;
-  *free_bytes = used < total ? total - used : 0;
-  return CUDA_SUCCESS;
+  return with_context([&](Driver& d, CUctx_st* ctx) {
+    const std::uint64_t total = config().device_bytes[static_cast<std::size_t>(ctx->phys)];
+    const std::uint64_t used = d.table.used_by_all(ctx->phys);
+    *total_bytes = total;
+    *free_bytes = used < total ? total - used : 0;
+    return CUDA_SUCCESS;
+  });
 }
 
-unsigned int clamp32(std::uint64_t v) {
-  return v > UINT_MAX ? UINT_MAX : static_cast<unsigned int>(v);
+// A byte count for the caller's type: the legacy entry points (without _v2) report through
+// unsigned int and see at most UINT_MAX; the others get the full 64-bit value.
+template <typename Size>
+Size narrow(std::uint64_t v) {
+  if constexpr (sizeof(Size) < sizeof(std::uint64_t)) {
+    return v > UINT_MAX ? UINT_MAX : static_cast<Size>(v);
+  } else {
+    return static_cast<Size>(v);
+  }
+}
+
+// cuDeviceTotalMem(_v2) in the caller's size type.
+template <typename Size>
+CUresult total_mem_as(Size* bytes, CUdevice dev) {
+  if (bytes == nullptr) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  std::uint64_t total = 0;
+  const CUresult r = total_mem(&total, dev);
+  if (r == CUDA_SUCCESS) {
+    *bytes = narrow<Size>(total);
+  }
+  return r;
+}
+
+// cuMemGetInfo(_v2) in the caller's size type.
+template <typename Size>
+CUresult mem_info_as(Size* free_bytes, Size* total_bytes) {
+  if (free_bytes == nullptr || total_bytes == nullptr) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  std::uint64_t f = 0;
+  std::uint64_t t = 0;
+  const CUresult r = mem_info(&f, &t);
+  if (r == CUDA_SUCCESS) {
+    *free_bytes = narrow<Size>(f);
+    *total_bytes = narrow<Size>(t);
+  }
+  return r;
 }
 
 CUresult stream_destroy(CUstream stream) {
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (!d.created.contains(stream) || stream->destroyed) {
-    return CUDA_ERROR_INVALID_HANDLE;
-  }
-  stream->destroyed = true;
-  return CUDA_SUCCESS;
+  return destroy_created(stream, CUDA_ERROR_INVALID_HANDLE);
 }
-
-// The un-suffixed array entry points take the driver's _v1 descriptors, with 32-bit extents.
-struct ArrayDescriptorV1 {
-  unsigned int Width;
-  unsigned int Height;
-  CUarray_format Format;
-  unsigned int NumChannels;
-};
-struct Array3DDescriptorV1 {
-  unsigned int Width;
-  unsigned int Height;
-  unsigned int Depth;
-  CUarray_format Format;
-  unsigned int NumChannels;
-  unsigned int Flags;
-};
 
 // Device of `ctx`, or of the current context when `ctx` is NULL.
 CUresult context_device(CUcontext ctx, CUdevice* device) {
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (device == nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  CUctx_st* c = ctx != nullptr ? ctx : top_context();
-  if (!context_valid(d, c)) {
-    return CUDA_ERROR_INVALID_CONTEXT;
-  }
-  *device = c->ordinal;
-  return CUDA_SUCCESS;
+  return with_init([&](Driver& d) {
+    if (device == nullptr) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    CUctx_st* c = ctx != nullptr ? ctx : top_context();
+    if (!context_valid(d, c)) {
+      return CUDA_ERROR_INVALID_CONTEXT;
+    }
+    *device = c->ordinal;
+    return CUDA_SUCCESS;
+  });
 }
 
 void after_fork_child() {
@@ -1091,16 +1109,12 @@ CUresult cuInit(unsigned int flags) {
   return CUDA_SUCCESS;
 }
 
-CUresult cuGetProcAddress(const char* symbol, void** pfn, int cudaVersion, cuuint64_t flags) {
-  FAKE_ENTER(cuGetProcAddress);
-  return get_proc_address(symbol, pfn, cudaVersion, flags, nullptr);
-}
-
-CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int cudaVersion, cuuint64_t flags,
-                             CUdriverProcAddressQueryResult* symbolStatus) {
-  FAKE_ENTER(cuGetProcAddress_v2);
-  return get_proc_address(symbol, pfn, cudaVersion, flags, symbolStatus);
-}
+FAKE_FORWARD(cuGetProcAddress, (const char* symbol, void** pfn, int cudaVersion, cuuint64_t flags),
+             get_proc_address(symbol, pfn, cudaVersion, flags, nullptr))
+FAKE_FORWARD(cuGetProcAddress_v2,
+             (const char* symbol, void** pfn, int cudaVersion, cuuint64_t flags,
+              CUdriverProcAddressQueryResult* symbolStatus),
+             get_proc_address(symbol, pfn, cudaVersion, flags, symbolStatus))
 
 CUresult cuDriverGetVersion(int* driverVersion) {
   FAKE_ENTER(cuDriverGetVersion);
@@ -1120,189 +1134,109 @@ CUresult cuGetExportTable(const void** ppExportTable, const CUuuid* pExportTable
   return CUDA_ERROR_NOT_SUPPORTED;  // the runtime's private tables are not simulated
 }
 
-CUresult cuGetErrorString(CUresult error, const char** pStr) {
-  FAKE_ENTER(cuGetErrorString);
-  return error_text(error, pStr, false);
-}
-
-CUresult cuGetErrorName(CUresult error, const char** pStr) {
-  FAKE_ENTER(cuGetErrorName);
-  return error_text(error, pStr, true);
-}
+FAKE_FORWARD(cuGetErrorString, (CUresult error, const char** pStr), error_text(error, pStr, false))
+FAKE_FORWARD(cuGetErrorName, (CUresult error, const char** pStr), error_text(error, pStr, true))
 
 // ---- devices ----------------------------------------------------------------------------------
 CUresult cuDeviceGetCount(int* count) {
   FAKE_ENTER(cuDeviceGetCount);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (count == nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  *count = static_cast<int>(d.visible.size());
-  return CUDA_SUCCESS;
+  return with_init([&](Driver& d) {
+    if (count == nullptr) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    *count = static_cast<int>(d.visible.size());
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult cuDeviceGet(CUdevice* device, int ordinal) {
   FAKE_ENTER(cuDeviceGet);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_device(d, ordinal); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (device == nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  *device = ordinal;
-  return CUDA_SUCCESS;
+  return with_device(ordinal, [&](Driver&) {
+    if (device == nullptr) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    *device = ordinal;
+    return CUDA_SUCCESS;
+  });
 }
 
-CUresult cuDeviceGetUuid(CUuuid* uuid, CUdevice dev) {
-  FAKE_ENTER(cuDeviceGetUuid);
-  return device_uuid(uuid, dev);
-}
-
-CUresult cuDeviceGetUuid_v2(CUuuid* uuid, CUdevice dev) {
-  FAKE_ENTER(cuDeviceGetUuid_v2);
-  return device_uuid(uuid, dev);
-}
+FAKE_FORWARD(cuDeviceGetUuid, (CUuuid* uuid, CUdevice dev), device_uuid(uuid, dev))
+FAKE_FORWARD(cuDeviceGetUuid_v2, (CUuuid* uuid, CUdevice dev), device_uuid(uuid, dev))
 
 CUresult cuDeviceGetName(char* name, int len, CUdevice dev) {
   FAKE_ENTER(cuDeviceGetName);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_device(d, dev); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (name == nullptr || len <= 0) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  // Like the driver, a short buffer receives a truncated, NUL-terminated name.
-  std::snprintf(name, static_cast<std::size_t>(len), "%s",
-                fake::device_name(d.visible[static_cast<std::size_t>(dev)]).c_str());
-  return CUDA_SUCCESS;
+  return with_device(dev, [&](Driver& d) {
+    if (name == nullptr || len <= 0) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    // Like the driver, a short buffer receives a truncated, NUL-terminated name.
+    std::snprintf(name, static_cast<std::size_t>(len), "%s",
+                  fake::device_name(d.visible[static_cast<std::size_t>(dev)]).c_str());
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult cuDeviceGetAttribute(int* pi, int attrib, CUdevice dev) {
   FAKE_ENTER(cuDeviceGetAttribute);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_device(d, dev); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (pi == nullptr || attrib <= 0 || attrib > 200) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  // clang-format off
-  // An H100-like device; attributes not listed are 0.
-  switch (attrib) {
-    case 1: *pi = 1024; break;                  // MAX_THREADS_PER_BLOCK
-    case 2: case 3: *pi = 1024; break;          // MAX_BLOCK_DIM_X / Y
-    case 4: *pi = 64; break;                    // MAX_BLOCK_DIM_Z
-    case 5: *pi = 2147483647; break;            // MAX_GRID_DIM_X
-    case 6: case 7: *pi = 65535; break;         // MAX_GRID_DIM_Y / Z
-    case 8: *pi = 49152; break;                 // MAX_SHARED_MEMORY_PER_BLOCK
-    case 9: *pi = 65536; break;                 // TOTAL_CONSTANT_MEMORY
-    case 10: *pi = 32; break;                   // WARP_SIZE
-    case 11: *pi = 2147483647; break;           // MAX_PITCH
-    case 12: *pi = 65536; break;                // MAX_REGISTERS_PER_BLOCK
-    case 13: *pi = 1980000; break;              // CLOCK_RATE (kHz)
-    case 14: *pi = 512; break;                  // TEXTURE_ALIGNMENT
-    case 16: *pi = 132; break;                  // MULTIPROCESSOR_COUNT
-    case 19: case 31: case 32: *pi = 1; break;  // CAN_MAP_HOST_MEMORY, CONCURRENT_KERNELS, ECC
-    case 33: *pi = 0x10 + d.visible[static_cast<std::size_t>(dev)]; break;  // PCI_BUS_ID
-    case 36: *pi = 2619000; break;              // MEMORY_CLOCK_RATE (kHz)
-    case 37: *pi = 5120; break;                 // GLOBAL_MEMORY_BUS_WIDTH
-    case 38: *pi = 50 << 20; break;             // L2_CACHE_SIZE
-    case 39: *pi = 2048; break;                 // MAX_THREADS_PER_MULTIPROCESSOR
-    case 40: *pi = 3; break;                    // ASYNC_ENGINE_COUNT
-    case 41: *pi = 1; break;                    // UNIFIED_ADDRESSING
-    case 75: *pi = 9; break;                    // COMPUTE_CAPABILITY_MAJOR
-    case 76: *pi = 0; break;                    // COMPUTE_CAPABILITY_MINOR
-    case 81: *pi = 233472; break;               // MAX_SHARED_MEMORY_PER_MULTIPROCESSOR
-    case 82: *pi = 65536; break;                // MAX_REGISTERS_PER_MULTIPROCESSOR
-    case 83: case 89: case 95: *pi = 1; break;  // MANAGED_MEMORY, CONCURRENT_MANAGED, COOPERATIVE
-    case 97: *pi = 232448; break;               // MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
-    case 102: case 115: *pi = 1; break;         // VIRTUAL_MEMORY_MANAGEMENT, MEMORY_POOLS
-    case 106: *pi = 32; break;                  // MAX_BLOCKS_PER_MULTIPROCESSOR
-    default: *pi = 0; break;
-  }
-  // clang-format on
-  return CUDA_SUCCESS;
+  return with_device(dev, [&](Driver& d) {
+    if (pi == nullptr || attrib <= 0 || attrib > 200) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    // clang-format off
+    // An H100-like device; attributes not listed are 0.
+    switch (attrib) {
+      case 1: *pi = 1024; break;                  // MAX_THREADS_PER_BLOCK
+      case 2: case 3: *pi = 1024; break;          // MAX_BLOCK_DIM_X / Y
+      case 4: *pi = 64; break;                    // MAX_BLOCK_DIM_Z
+      case 5: *pi = 2147483647; break;            // MAX_GRID_DIM_X
+      case 6: case 7: *pi = 65535; break;         // MAX_GRID_DIM_Y / Z
+      case 8: *pi = 49152; break;                 // MAX_SHARED_MEMORY_PER_BLOCK
+      case 9: *pi = 65536; break;                 // TOTAL_CONSTANT_MEMORY
+      case 10: *pi = 32; break;                   // WARP_SIZE
+      case 11: *pi = 2147483647; break;           // MAX_PITCH
+      case 12: *pi = 65536; break;                // MAX_REGISTERS_PER_BLOCK
+      case 13: *pi = 1980000; break;              // CLOCK_RATE (kHz)
+      case 14: *pi = 512; break;                  // TEXTURE_ALIGNMENT
+      case 16: *pi = 132; break;                  // MULTIPROCESSOR_COUNT
+      case 19: case 31: case 32: *pi = 1; break;  // CAN_MAP_HOST_MEMORY, CONCURRENT_KERNELS, ECC
+      case 33: *pi = 0x10 + d.visible[static_cast<std::size_t>(dev)]; break;  // PCI_BUS_ID
+      case 36: *pi = 2619000; break;              // MEMORY_CLOCK_RATE (kHz)
+      case 37: *pi = 5120; break;                 // GLOBAL_MEMORY_BUS_WIDTH
+      case 38: *pi = 50 << 20; break;             // L2_CACHE_SIZE
+      case 39: *pi = 2048; break;                 // MAX_THREADS_PER_MULTIPROCESSOR
+      case 40: *pi = 3; break;                    // ASYNC_ENGINE_COUNT
+      case 41: *pi = 1; break;                    // UNIFIED_ADDRESSING
+      case 75: *pi = 9; break;                    // COMPUTE_CAPABILITY_MAJOR
+      case 76: *pi = 0; break;                    // COMPUTE_CAPABILITY_MINOR
+      case 81: *pi = 233472; break;               // MAX_SHARED_MEMORY_PER_MULTIPROCESSOR
+      case 82: *pi = 65536; break;                // MAX_REGISTERS_PER_MULTIPROCESSOR
+      case 83: case 89: case 95: *pi = 1; break;  // MANAGED_MEMORY, CONCURRENT_MANAGED, COOPERATIVE
+      case 97: *pi = 232448; break;               // MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
+      case 102: case 115: *pi = 1; break;         // VIRTUAL_MEMORY_MANAGEMENT, MEMORY_POOLS
+      case 106: *pi = 32; break;                  // MAX_BLOCKS_PER_MULTIPROCESSOR
+      default: *pi = 0; break;
+    }
+    // clang-format on
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult cuDeviceComputeCapability(int* major, int* minor, CUdevice dev) {
   FAKE_ENTER(cuDeviceComputeCapability);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_device(d, dev); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (major == nullptr || minor == nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  *major = 9;
-  *minor = 0;
-  return CUDA_SUCCESS;
+  return with_device(dev, [&](Driver&) {
+    if (major == nullptr || minor == nullptr) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    *major = 9;
+    *minor = 0;
+    return CUDA_SUCCESS;
+  });
 }
 
-CUresult cuDeviceTotalMem(unsigned int* bytes, CUdevice dev) {
-  FAKE_ENTER(cuDeviceTotalMem);
-  if (bytes == nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  std::uint64_t total = 0;
-  const CUresult r = total_mem(&total, dev);
-  if (r == CUDA_SUCCESS) {
-    *bytes = clamp32(total);
-  }
-  return r;
-}
-
-CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice dev) {
-  FAKE_ENTER(cuDeviceTotalMem_v2);
-  if (bytes == nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  std::uint64_t total = 0;
-  const CUresult r = total_mem(&total, dev);
-  if (r == CUDA_SUCCESS) {
-    *bytes = total;
-  }
-  return r;
-}
-
-CUresult cuMemGetInfo(unsigned int* free, unsigned int* total) {
-  FAKE_ENTER(cuMemGetInfo);
-  if (free == nullptr || total == nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  std::uint64_t f = 0;
-  std::uint64_t t = 0;
-  const CUresult r = mem_info(&f, &t);
-  if (r == CUDA_SUCCESS) {
-    *free = clamp32(f);
-    *total = clamp32(t);
-  }
-  return r;
-}
-
-CUresult cuMemGetInfo_v2(size_t* free, size_t* total) {
-  FAKE_ENTER(cuMemGetInfo_v2);
-  if (free == nullptr || total == nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  std::uint64_t f = 0;
-  std::uint64_t t = 0;
-  const CUresult r = mem_info(&f, &t);
-  if (r == CUDA_SUCCESS) {
-    *free = f;
-    *total = t;
-  }
-  return r;
-}
+FAKE_FORWARD(cuDeviceTotalMem, (unsigned int* bytes, CUdevice dev), total_mem_as(bytes, dev))
+FAKE_FORWARD(cuDeviceTotalMem_v2, (size_t* bytes, CUdevice dev), total_mem_as(bytes, dev))
+FAKE_FORWARD(cuMemGetInfo, (unsigned int* free, unsigned int* total), mem_info_as(free, total))
+FAKE_FORWARD(cuMemGetInfo_v2, (size_t* free, size_t* total), mem_info_as(free, total))
 
 // ---- linear memory ------------------------------------------------------------------------------
 CUresult cuMemAlloc(CUdeviceptr_v1* dptr, unsigned int bytesize) {
@@ -1318,10 +1252,8 @@ CUresult cuMemAlloc(CUdeviceptr_v1* dptr, unsigned int bytesize) {
   return r;
 }
 
-CUresult cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytesize) {
-  FAKE_ENTER(cuMemAlloc_v2);
-  return allocate_in_current(dptr, bytesize, Kind::Device, false);
-}
+FAKE_FORWARD(cuMemAlloc_v2, (CUdeviceptr* dptr, size_t bytesize),
+             allocate_in_current(dptr, bytesize, Kind::Device, false))
 
 CUresult cuMemAllocPitch(CUdeviceptr_v1* dptr, unsigned int* pPitch, unsigned int WidthInBytes,
                          unsigned int Height, unsigned int ElementSizeBytes) {
@@ -1361,181 +1293,126 @@ CUresult cuMemAllocManaged(CUdeviceptr* dptr, size_t bytesize, unsigned int flag
   return allocate_in_current(dptr, bytesize, Kind::Managed, false);
 }
 
-CUresult cuMemFree(CUdeviceptr_v1 dptr) {
-  FAKE_ENTER(cuMemFree);
-  return free_address(dptr);
-}
-
-CUresult cuMemFree_v2(CUdeviceptr dptr) {
-  FAKE_ENTER(cuMemFree_v2);
-  return free_address(dptr);
-}
+FAKE_FORWARD(cuMemFree, (CUdeviceptr_v1 dptr), free_address(dptr))
+FAKE_FORWARD(cuMemFree_v2, (CUdeviceptr dptr), free_address(dptr))
 
 CUresult cuMemGetAddressRange_v2(CUdeviceptr* pbase, size_t* psize, CUdeviceptr dptr) {
   FAKE_ENTER(cuMemGetAddressRange_v2);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  const auto* found = find_containing(d, dptr);
-  if (found == nullptr) {
-    return CUDA_ERROR_NOT_FOUND;
-  }
-  if (pbase != nullptr) {
-    *pbase = found->first;
-  }
-  if (psize != nullptr) {
-    *psize = found->second.bytes;
-  }
-  return CUDA_SUCCESS;
+  return with_init([&](Driver& d) {
+    const auto* found = find_containing(d, dptr);
+    if (found == nullptr) {
+      return CUDA_ERROR_NOT_FOUND;
+    }
+    if (pbase != nullptr) {
+      *pbase = found->first;
+    }
+    if (psize != nullptr) {
+      *psize = found->second.bytes;
+    }
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult cuPointerGetAttribute(void* data, int attribute, CUdeviceptr ptr) {
   FAKE_ENTER(cuPointerGetAttribute);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  const auto* found = find_containing(d, ptr);
-  if (data == nullptr || found == nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  const Charge& a = found->second;
-  static_assert(CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL == 9 && CU_POINTER_ATTRIBUTE_RANGE_SIZE == 12);
-  // clang-format off
-  switch (attribute) {
-    case 1: *static_cast<CUcontext*>(data) = a.ctx; break;                  // CONTEXT
-    case 2: *static_cast<unsigned int*>(data) = 2; break;                   // MEMORY_TYPE: DEVICE
-    case 3: *static_cast<CUdeviceptr*>(data) = ptr; break;                  // DEVICE_POINTER
-    case 7: *static_cast<unsigned long long*>(data) = found->first; break;  // BUFFER_ID
-    case 8: *static_cast<bool*>(data) = a.kind == Kind::Managed; break;     // IS_MANAGED
-    case 9: *static_cast<int*>(data) = ordinal_of_phys(d, a.phys); break;   // DEVICE_ORDINAL
-    case 11: *static_cast<CUdeviceptr*>(data) = found->first; break;        // RANGE_START_ADDR
-    case 12: *static_cast<size_t*>(data) = a.bytes; break;                  // RANGE_SIZE
-    case 13: *static_cast<bool*>(data) = true; break;                       // MAPPED
-    case 17: *static_cast<CUmemoryPool*>(data) = nullptr; break;            // MEMPOOL_HANDLE
-    default: return CUDA_ERROR_INVALID_VALUE;
-  }
-  // clang-format on
-  return CUDA_SUCCESS;
+  return with_init([&](Driver& d) {
+    const auto* found = find_containing(d, ptr);
+    if (data == nullptr || found == nullptr) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    const Charge& a = found->second;
+    static_assert(CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL == 9 &&
+                  CU_POINTER_ATTRIBUTE_RANGE_SIZE == 12);
+    // clang-format off
+    switch (attribute) {
+      case 1: *static_cast<CUcontext*>(data) = a.ctx; break;                  // CONTEXT
+      case 2: *static_cast<unsigned int*>(data) = 2; break;                   // MEMORY_TYPE: DEVICE
+      case 3: *static_cast<CUdeviceptr*>(data) = ptr; break;                  // DEVICE_POINTER
+      case 7: *static_cast<unsigned long long*>(data) = found->first; break;  // BUFFER_ID
+      case 8: *static_cast<bool*>(data) = a.kind == Kind::Managed; break;     // IS_MANAGED
+      case 9: *static_cast<int*>(data) = ordinal_of_phys(d, a.phys); break;   // DEVICE_ORDINAL
+      case 11: *static_cast<CUdeviceptr*>(data) = found->first; break;        // RANGE_START_ADDR
+      case 12: *static_cast<size_t*>(data) = a.bytes; break;                  // RANGE_SIZE
+      case 13: *static_cast<bool*>(data) = true; break;                       // MAPPED
+      case 17: *static_cast<CUmemoryPool*>(data) = nullptr; break;            // MEMPOOL_HANDLE
+      default: return CUDA_ERROR_INVALID_VALUE;
+    }
+    // clang-format on
+    return CUDA_SUCCESS;
+  });
 }
 
-CUresult cuMemcpyHtoD_v2(CUdeviceptr dstDevice, const void* srcHost, size_t ByteCount) {
-  FAKE_ENTER(cuMemcpyHtoD_v2);
-  return copy(dstDevice, srcHost, ByteCount);
-}
-
-CUresult cuMemcpyDtoH_v2(void* dstHost, CUdeviceptr srcDevice, size_t ByteCount) {
-  FAKE_ENTER(cuMemcpyDtoH_v2);
-  return copy(srcDevice, dstHost, ByteCount);
-}
-
-CUresult cuMemcpyHtoD_v2_ptds(CUdeviceptr dstDevice, const void* srcHost, size_t ByteCount) {
-  FAKE_ENTER(cuMemcpyHtoD_v2_ptds);
-  return copy(dstDevice, srcHost, ByteCount);
-}
-
-CUresult cuMemcpyDtoH_v2_ptds(void* dstHost, CUdeviceptr srcDevice, size_t ByteCount) {
-  FAKE_ENTER(cuMemcpyDtoH_v2_ptds);
-  return copy(srcDevice, dstHost, ByteCount);
-}
+FAKE_FORWARD(cuMemcpyHtoD_v2, (CUdeviceptr dstDevice, const void* srcHost, size_t ByteCount),
+             copy(dstDevice, srcHost, ByteCount))
+FAKE_FORWARD(cuMemcpyDtoH_v2, (void* dstHost, CUdeviceptr srcDevice, size_t ByteCount),
+             copy(srcDevice, dstHost, ByteCount))
+FAKE_FORWARD(cuMemcpyHtoD_v2_ptds, (CUdeviceptr dstDevice, const void* srcHost, size_t ByteCount),
+             copy(dstDevice, srcHost, ByteCount))
+FAKE_FORWARD(cuMemcpyDtoH_v2_ptds, (void* dstHost, CUdeviceptr srcDevice, size_t ByteCount),
+             copy(srcDevice, dstHost, ByteCount))
 
 // ---- stream-ordered allocation and pools
 // ----------------------------------------------------------
-CUresult cuMemAllocAsync(CUdeviceptr* dptr, size_t bytesize, CUstream hStream) {
-  FAKE_ENTER(cuMemAllocAsync);
-  return alloc_async(dptr, bytesize, hStream);
-}
-
-CUresult cuMemAllocAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUstream hStream) {
-  FAKE_ENTER(cuMemAllocAsync_ptsz);
-  return alloc_async(dptr, bytesize, hStream);
-}
-
-CUresult cuMemAllocFromPoolAsync(CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool,
-                                 CUstream hStream) {
-  FAKE_ENTER(cuMemAllocFromPoolAsync);
-  return alloc_from_pool(dptr, bytesize, pool, hStream);
-}
-
-CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool,
-                                      CUstream hStream) {
-  FAKE_ENTER(cuMemAllocFromPoolAsync_ptsz);
-  return alloc_from_pool(dptr, bytesize, pool, hStream);
-}
-
-CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream) {
-  FAKE_ENTER(cuMemFreeAsync);
-  return free_async(dptr, hStream);
-}
-
-CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream) {
-  FAKE_ENTER(cuMemFreeAsync_ptsz);
-  return free_async(dptr, hStream);
-}
+FAKE_FORWARD(cuMemAllocAsync, (CUdeviceptr* dptr, size_t bytesize, CUstream hStream),
+             alloc_async(dptr, bytesize, hStream))
+FAKE_FORWARD(cuMemAllocAsync_ptsz, (CUdeviceptr* dptr, size_t bytesize, CUstream hStream),
+             alloc_async(dptr, bytesize, hStream))
+FAKE_FORWARD(cuMemAllocFromPoolAsync,
+             (CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool, CUstream hStream),
+             alloc_from_pool(dptr, bytesize, pool, hStream))
+FAKE_FORWARD(cuMemAllocFromPoolAsync_ptsz,
+             (CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool, CUstream hStream),
+             alloc_from_pool(dptr, bytesize, pool, hStream))
+FAKE_FORWARD(cuMemFreeAsync, (CUdeviceptr dptr, CUstream hStream), free_async(dptr, hStream))
+FAKE_FORWARD(cuMemFreeAsync_ptsz, (CUdeviceptr dptr, CUstream hStream), free_async(dptr, hStream))
 
 CUresult cuDeviceGetDefaultMemPool(CUmemoryPool* pool_out, CUdevice dev) {
   FAKE_ENTER(cuDeviceGetDefaultMemPool);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_device(d, dev); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (pool_out == nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  *pool_out = &d.default_pool[d.visible[static_cast<std::size_t>(dev)]];
-  return CUDA_SUCCESS;
+  return with_device(dev, [&](Driver& d) {
+    if (pool_out == nullptr) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    *pool_out = &d.default_pool[d.visible[static_cast<std::size_t>(dev)]];
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult cuMemPoolCreate(CUmemoryPool* pool, const CUmemPoolProps* poolProps) {
   FAKE_ENTER(cuMemPoolCreate);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (pool == nullptr || poolProps == nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  // CUmemPoolProps starts like CUmemAllocationProp: type, handle types, location.
-  const auto* props = reinterpret_cast<const CUmemAllocationProp*>(poolProps);
-  const int ordinal = props->location.id;
-  if (props->location.type != CU_MEM_LOCATION_TYPE_DEVICE || ordinal < 0 ||
-      static_cast<std::size_t>(ordinal) >= d.visible.size()) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  auto* p = new CUmemPoolHandle_st{d.visible[static_cast<std::size_t>(ordinal)], false, false};
-  d.created.insert(p);
-  *pool = p;
-  return CUDA_SUCCESS;
+  return with_init([&](Driver& d) {
+    if (pool == nullptr || poolProps == nullptr) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    // CUmemPoolProps starts like CUmemAllocationProp: type, handle types, location.
+    const auto* props = reinterpret_cast<const CUmemAllocationProp*>(poolProps);
+    const int ordinal = props->location.id;
+    if (props->location.type != CU_MEM_LOCATION_TYPE_DEVICE || ordinal < 0 ||
+        static_cast<std::size_t>(ordinal) >= d.visible.size()) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    return hand_out(
+        d, new CUmemPoolHandle_st{d.visible[static_cast<std::size_t>(ordinal)], false, false},
+        pool);
+  });
 }
 
 CUresult cuMemPoolDestroy(CUmemoryPool pool) {
   FAKE_ENTER(cuMemPoolDestroy);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (!pool_valid(d, pool) || pool->is_default) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  pool->destroyed = true;  // outstanding allocations stay until freed, as in the driver
-  return CUDA_SUCCESS;
+  return with_init([&](Driver& d) {
+    if (!pool_valid(d, pool) || pool->is_default) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    pool->destroyed = true;  // outstanding allocations stay until freed, as in the driver
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t minBytesToKeep) {
   FAKE_ENTER(cuMemPoolTrimTo);
   (void)minBytesToKeep;
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  return pool_valid(d, pool) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;  // nothing is cached
+  return with_init([&](Driver& d) {
+    return pool_valid(d, pool) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;  // nothing is cached
+  });
 }
 
 // ---- virtual memory management
@@ -1554,155 +1431,104 @@ CUresult cuMemGetAllocationGranularity(size_t* granularity, const CUmemAllocatio
 CUresult cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size,
                      const CUmemAllocationProp* prop, unsigned long long flags) {
   FAKE_ENTER(cuMemCreate);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (handle == nullptr || prop == nullptr || flags != 0 || size == 0 ||
-      size % kVmmGranularity != 0 || prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE ||
-      prop->location.id < 0 || static_cast<std::size_t>(prop->location.id) >= d.visible.size()) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  const int phys = d.visible[static_cast<std::size_t>(prop->location.id)];
-  if (const CUresult r = charge(d, phys, size); r != CUDA_SUCCESS) {
-    return r;
-  }
-  const CUmemGenericAllocationHandle h = d.next_handle++;
-  d.handles[h] = Charge{size, phys, nullptr, Kind::Device};
-  *handle = h;
-  return CUDA_SUCCESS;
+  return with_init([&](Driver& d) {
+    if (handle == nullptr || prop == nullptr || flags != 0 || size == 0 ||
+        size % kVmmGranularity != 0 || prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE ||
+        prop->location.id < 0 || static_cast<std::size_t>(prop->location.id) >= d.visible.size()) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    const int phys = d.visible[static_cast<std::size_t>(prop->location.id)];
+    if (const CUresult r = charge(d, phys, size); r != CUDA_SUCCESS) {
+      return r;
+    }
+    const CUmemGenericAllocationHandle h = d.next_handle++;
+    d.handles[h] = Charge{size, phys, nullptr, Kind::Device};
+    *handle = h;
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult cuMemRelease(CUmemGenericAllocationHandle handle) {
   FAKE_ENTER(cuMemRelease);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  const auto it = d.handles.find(handle);
-  if (it == d.handles.end()) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  uncharge(d, it->second.phys, it->second.bytes);
-  d.handles.erase(it);
-  return CUDA_SUCCESS;
+  return with_init([&](Driver& d) {
+    const auto it = d.handles.find(handle);
+    if (it == d.handles.end()) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    release(d, d.handles, it);
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult cuMemAddressReserve(CUdeviceptr* ptr, size_t size, size_t alignment, CUdeviceptr addr,
                              unsigned long long flags) {
   FAKE_ENTER(cuMemAddressReserve);
   (void)addr;
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (ptr == nullptr || size == 0 || size % kVmmGranularity != 0 || flags != 0) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  const std::uint64_t align = alignment > kVmmGranularity ? alignment : kVmmGranularity;
-  const CUdeviceptr start = round_up(d.next_reserve, align);
-  d.next_reserve = start + size;
-  d.reservations[start] = size;
-  *ptr = start;
-  return CUDA_SUCCESS;
+  return with_init([&](Driver& d) {
+    if (ptr == nullptr || size == 0 || size % kVmmGranularity != 0 || flags != 0) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    const std::uint64_t align = alignment > kVmmGranularity ? alignment : kVmmGranularity;
+    const CUdeviceptr start = round_up(d.next_reserve, align);
+    d.next_reserve = start + size;
+    d.reservations[start] = size;
+    *ptr = start;
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size) {
   FAKE_ENTER(cuMemAddressFree);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  const auto it = d.reservations.find(ptr);
-  if (it == d.reservations.end() || it->second != size) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  d.reservations.erase(it);
-  return CUDA_SUCCESS;
+  return with_init([&](Driver& d) {
+    const auto it = d.reservations.find(ptr);
+    if (it == d.reservations.end() || it->second != size) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    d.reservations.erase(it);
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
                   unsigned long long flags) {
   FAKE_ENTER(cuMemMap);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  const auto h = d.handles.find(handle);
-  if (ptr == 0 || size == 0 || flags != 0 || h == d.handles.end() ||
-      offset + size > h->second.bytes) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  return CUDA_SUCCESS;
+  return with_init([&](Driver& d) {
+    const auto h = d.handles.find(handle);
+    if (ptr == 0 || size == 0 || flags != 0 || h == d.handles.end() ||
+        offset + size > h->second.bytes) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult cuMemUnmap(CUdeviceptr ptr, size_t size) {
   FAKE_ENTER(cuMemUnmap);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  return ptr == 0 || size == 0 ? CUDA_ERROR_INVALID_VALUE : CUDA_SUCCESS;
+  return with_init([&](Driver&) {
+    return ptr == 0 || size == 0 ? CUDA_ERROR_INVALID_VALUE : CUDA_SUCCESS;
+  });
 }
 
 CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const void* desc, size_t count) {
   FAKE_ENTER(cuMemSetAccess);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  return ptr == 0 || size == 0 || desc == nullptr || count == 0 ? CUDA_ERROR_INVALID_VALUE
-                                                                : CUDA_SUCCESS;
+  return with_init([&](Driver&) {
+    return ptr == 0 || size == 0 || desc == nullptr || count == 0 ? CUDA_ERROR_INVALID_VALUE
+                                                                  : CUDA_SUCCESS;
+  });
 }
 
 // ---- arrays -------------------------------------------------------------------------------------
-CUresult cuArrayCreate(CUarray* pHandle, const CUDA_ARRAY_DESCRIPTOR_v1* pAllocateArray) {
-  FAKE_ENTER(cuArrayCreate);
-  if (pAllocateArray == nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  const auto* v1 = pAllocateArray;
-  return make_array(pHandle, v1->Width, v1->Height, 1, v1->Format, v1->NumChannels);
-}
-
-CUresult cuArrayCreate_v2(CUarray* pHandle, const CUDA_ARRAY_DESCRIPTOR* pAllocateArray) {
-  FAKE_ENTER(cuArrayCreate_v2);
-  if (pAllocateArray == nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  const auto& a = *pAllocateArray;
-  return make_array(pHandle, a.Width, a.Height, 1, a.Format, a.NumChannels);
-}
-
-CUresult cuArray3DCreate(CUarray* pHandle, const CUDA_ARRAY3D_DESCRIPTOR_v1* pAllocateArray) {
-  FAKE_ENTER(cuArray3DCreate);
-  if (pAllocateArray == nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  const auto* v1 = pAllocateArray;
-  return make_array(pHandle, v1->Width, v1->Height, v1->Depth, v1->Format, v1->NumChannels);
-}
-
-CUresult cuArray3DCreate_v2(CUarray* pHandle, const CUDA_ARRAY3D_DESCRIPTOR* pAllocateArray) {
-  FAKE_ENTER(cuArray3DCreate_v2);
-  if (pAllocateArray == nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  const auto& a = *pAllocateArray;
-  return make_array(pHandle, a.Width, a.Height, a.Depth, a.Format, a.NumChannels);
-}
-
-CUresult cuArrayDestroy(CUarray hArray) {
-  FAKE_ENTER(cuArrayDestroy);
-  return destroy_object(hArray, Kind::Array);
-}
+// The un-suffixed entry points take the _v1 descriptors (32-bit extents), the _v2 ones the
+// current descriptors; 2D descriptors have no depth.
+FAKE_FORWARD(cuArrayCreate, (CUarray* pHandle, const CUDA_ARRAY_DESCRIPTOR_v1* pAllocateArray),
+             array_create(pHandle, pAllocateArray))
+FAKE_FORWARD(cuArrayCreate_v2, (CUarray* pHandle, const CUDA_ARRAY_DESCRIPTOR* pAllocateArray),
+             array_create(pHandle, pAllocateArray))
+FAKE_FORWARD(cuArray3DCreate, (CUarray* pHandle, const CUDA_ARRAY3D_DESCRIPTOR_v1* pAllocateArray),
+             array_create(pHandle, pAllocateArray))
+FAKE_FORWARD(cuArray3DCreate_v2, (CUarray* pHandle, const CUDA_ARRAY3D_DESCRIPTOR* pAllocateArray),
+             array_create(pHandle, pAllocateArray))
+FAKE_FORWARD(cuArrayDestroy, (CUarray hArray), destroy_object(hArray, Kind::Array))
 
 CUresult cuMipmappedArrayCreate(CUmipmappedArray* pHandle,
                                 const CUDA_ARRAY3D_DESCRIPTOR* pMipmappedArrayDesc,
@@ -1730,62 +1556,33 @@ CUresult cuMipmappedArrayCreate(CUmipmappedArray* pHandle,
   return create_object(pHandle, total, Kind::Mipmap, true);
 }
 
-CUresult cuMipmappedArrayDestroy(CUmipmappedArray hMipmappedArray) {
-  FAKE_ENTER(cuMipmappedArrayDestroy);
-  return destroy_object(hMipmappedArray, Kind::Mipmap);
-}
+FAKE_FORWARD(cuMipmappedArrayDestroy, (CUmipmappedArray hMipmappedArray),
+             destroy_object(hMipmappedArray, Kind::Mipmap))
 
 // ---- contexts
 // -------------------------------------------------------------------------------------
-CUresult cuDevicePrimaryCtxRetain(CUcontext* pctx, CUdevice dev) {
-  FAKE_ENTER(cuDevicePrimaryCtxRetain);
-  return primary_retain(pctx, dev);
-}
-
-CUresult cuDevicePrimaryCtxRelease(CUdevice dev) {
-  FAKE_ENTER(cuDevicePrimaryCtxRelease);
-  return primary_release(dev);
-}
-
-CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev) {
-  FAKE_ENTER(cuDevicePrimaryCtxRelease_v2);
-  return primary_release(dev);
-}
-
-CUresult cuDevicePrimaryCtxReset(CUdevice dev) {
-  FAKE_ENTER(cuDevicePrimaryCtxReset);
-  return primary_reset(dev);
-}
-
-CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev) {
-  FAKE_ENTER(cuDevicePrimaryCtxReset_v2);
-  return primary_reset(dev);
-}
+FAKE_FORWARD(cuDevicePrimaryCtxRetain, (CUcontext* pctx, CUdevice dev), primary_retain(pctx, dev))
+FAKE_FORWARD(cuDevicePrimaryCtxRelease, (CUdevice dev), primary_release(dev))
+FAKE_FORWARD(cuDevicePrimaryCtxRelease_v2, (CUdevice dev), primary_release(dev))
+FAKE_FORWARD(cuDevicePrimaryCtxReset, (CUdevice dev), primary_reset(dev))
+FAKE_FORWARD(cuDevicePrimaryCtxReset_v2, (CUdevice dev), primary_reset(dev))
 
 CUresult cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int* flags, int* active) {
   FAKE_ENTER(cuDevicePrimaryCtxGetState);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_device(d, dev); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (flags == nullptr || active == nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  *flags = d.primary[dev].flags;
-  *active = d.primary[dev].active && d.primary[dev].refcount > 0 ? 1 : 0;
-  return CUDA_SUCCESS;
+  return with_device(dev, [&](Driver& d) {
+    if (flags == nullptr || active == nullptr) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    *flags = d.primary[dev].flags;
+    *active = d.primary[dev].active && d.primary[dev].refcount > 0 ? 1 : 0;
+    return CUDA_SUCCESS;
+  });
 }
 
-CUresult cuCtxCreate(CUcontext* pctx, unsigned int flags, CUdevice dev) {
-  FAKE_ENTER(cuCtxCreate);
-  return create_context(pctx, flags, dev);
-}
-
-CUresult cuCtxCreate_v2(CUcontext* pctx, unsigned int flags, CUdevice dev) {
-  FAKE_ENTER(cuCtxCreate_v2);
-  return create_context(pctx, flags, dev);
-}
+FAKE_FORWARD(cuCtxCreate, (CUcontext* pctx, unsigned int flags, CUdevice dev),
+             create_context(pctx, flags, dev))
+FAKE_FORWARD(cuCtxCreate_v2, (CUcontext* pctx, unsigned int flags, CUdevice dev),
+             create_context(pctx, flags, dev))
 
 CUresult cuCtxCreate_v3(CUcontext* pctx, CUexecAffinityParam* paramsArray, int numParams,
                         unsigned int flags, CUdevice dev) {
@@ -1803,96 +1600,70 @@ CUresult cuCtxCreate_v4(CUcontext* pctx, CUctxCreateParams* ctxCreateParams, uns
   return create_context(pctx, flags, dev);
 }
 
-CUresult cuCtxDestroy(CUcontext ctx) {
-  FAKE_ENTER(cuCtxDestroy);
-  return destroy_context(ctx);
-}
-
-CUresult cuCtxDestroy_v2(CUcontext ctx) {
-  FAKE_ENTER(cuCtxDestroy_v2);
-  return destroy_context(ctx);
-}
+FAKE_FORWARD(cuCtxDestroy, (CUcontext ctx), destroy_context(ctx))
+FAKE_FORWARD(cuCtxDestroy_v2, (CUcontext ctx), destroy_context(ctx))
 
 CUresult cuCtxGetCurrent(CUcontext* pctx) {
   FAKE_ENTER(cuCtxGetCurrent);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (pctx == nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  *pctx = top_context();
-  return CUDA_SUCCESS;
+  return with_init([&](Driver&) {
+    if (pctx == nullptr) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    *pctx = top_context();
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult cuCtxSetCurrent(CUcontext ctx) {
   FAKE_ENTER(cuCtxSetCurrent);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (ctx == nullptr) {  // unbinds: pops the top of the stack, if any
-    if (t_depth > 0) {
-      --t_depth;
+  return with_init([&](Driver& d) {
+    if (ctx == nullptr) {  // unbinds: pops the top of the stack, if any
+      if (t_depth > 0) {
+        --t_depth;
+      }
+      return CUDA_SUCCESS;
     }
+    if (!context_valid(d, ctx)) {
+      return CUDA_ERROR_INVALID_CONTEXT;
+    }
+    if (t_depth == 0) {
+      t_depth = 1;
+    }
+    t_stack[t_depth - 1] = ctx;
     return CUDA_SUCCESS;
-  }
-  if (!context_valid(d, ctx)) {
-    return CUDA_ERROR_INVALID_CONTEXT;
-  }
-  if (t_depth == 0) {
-    t_depth = 1;
-  }
-  t_stack[t_depth - 1] = ctx;
-  return CUDA_SUCCESS;
+  });
 }
 
 CUresult cuCtxPushCurrent_v2(CUcontext ctx) {
   FAKE_ENTER(cuCtxPushCurrent_v2);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (!context_valid(d, ctx)) {
-    return CUDA_ERROR_INVALID_CONTEXT;
-  }
-  if (t_depth == kStackDepth) {
-    return CUDA_ERROR_UNKNOWN;
-  }
-  t_stack[t_depth++] = ctx;
-  return CUDA_SUCCESS;
+  return with_init([&](Driver& d) {
+    if (!context_valid(d, ctx)) {
+      return CUDA_ERROR_INVALID_CONTEXT;
+    }
+    if (t_depth == kStackDepth) {
+      return CUDA_ERROR_UNKNOWN;
+    }
+    t_stack[t_depth++] = ctx;
+    return CUDA_SUCCESS;
+  });
 }
 
 CUresult cuCtxPopCurrent_v2(CUcontext* pctx) {
   FAKE_ENTER(cuCtxPopCurrent_v2);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (t_depth == 0) {
-    return CUDA_ERROR_INVALID_CONTEXT;
-  }
-  CUctx_st* ctx = t_stack[--t_depth];
-  if (pctx != nullptr) {
-    *pctx = ctx;
-  }
-  return CUDA_SUCCESS;
+  return with_init([&](Driver&) {
+    if (t_depth == 0) {
+      return CUDA_ERROR_INVALID_CONTEXT;
+    }
+    CUctx_st* ctx = t_stack[--t_depth];
+    if (pctx != nullptr) {
+      *pctx = ctx;
+    }
+    return CUDA_SUCCESS;
+  });
 }
 
-CUresult cuCtxGetDevice(CUdevice* device) {
-  FAKE_ENTER(cuCtxGetDevice);
-  return context_device(nullptr, device);
-}
-
-CUresult cuCtxGetDevice_v2(CUdevice* device, CUcontext ctx) {
-  FAKE_ENTER(cuCtxGetDevice_v2);
-  return context_device(ctx, device);
-}
+FAKE_FORWARD(cuCtxGetDevice, (CUdevice* device), context_device(nullptr, device))
+FAKE_FORWARD(cuCtxGetDevice_v2, (CUdevice* device, CUcontext ctx), context_device(ctx, device))
 
 CUresult cuCtxSynchronize(void) {
   FAKE_ENTER(cuCtxSynchronize);
@@ -1920,40 +1691,18 @@ CUresult cuCtxSynchronize_v2(CUcontext ctx) {
 // ----------------------------------------------------------------------------------------
 CUresult cuStreamCreate(CUstream* phStream, unsigned int flags) {
   FAKE_ENTER(cuStreamCreate);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  CUctx_st* ctx = nullptr;
-  if (const CUresult r = current_context(d, &ctx); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (phStream == nullptr || flags > 1) {  // CU_STREAM_DEFAULT / CU_STREAM_NON_BLOCKING
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  auto* s = new CUstream_st{ctx, false};
-  d.created.insert(s);
-  *phStream = s;
-  return CUDA_SUCCESS;
+  return with_context([&](Driver& d, CUctx_st* ctx) {
+    if (phStream == nullptr || flags > 1) {  // CU_STREAM_DEFAULT / CU_STREAM_NON_BLOCKING
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    return hand_out(d, new CUstream_st{ctx, false}, phStream);
+  });
 }
 
-CUresult cuStreamDestroy(CUstream hStream) {
-  FAKE_ENTER(cuStreamDestroy);
-  return stream_destroy(hStream);
-}
-
-CUresult cuStreamDestroy_v2(CUstream hStream) {
-  FAKE_ENTER(cuStreamDestroy_v2);
-  return stream_destroy(hStream);
-}
-
-CUresult cuStreamSynchronize(CUstream hStream) {
-  FAKE_ENTER(cuStreamSynchronize);
-  return stream_sync(hStream);
-}
-
-CUresult cuStreamSynchronize_ptsz(CUstream hStream) {
-  FAKE_ENTER(cuStreamSynchronize_ptsz);
-  return stream_sync(hStream);
-}
+FAKE_FORWARD(cuStreamDestroy, (CUstream hStream), stream_destroy(hStream))
+FAKE_FORWARD(cuStreamDestroy_v2, (CUstream hStream), stream_destroy(hStream))
+FAKE_FORWARD(cuStreamSynchronize, (CUstream hStream), stream_sync(hStream))
+FAKE_FORWARD(cuStreamSynchronize_ptsz, (CUstream hStream), stream_sync(hStream))
 
 // ---- modules and libraries
 // ----------------------------------------------------------------------------
@@ -1965,10 +1714,7 @@ CUresult cuModuleLoad(CUmodule* module, const char* fname) {
   return module_load(module, fname);
 }
 
-CUresult cuModuleLoadData(CUmodule* module, const void* image) {
-  FAKE_ENTER(cuModuleLoadData);
-  return module_load(module, image);
-}
+FAKE_FORWARD(cuModuleLoadData, (CUmodule* module, const void* image), module_load(module, image))
 
 CUresult cuModuleLoadDataEx(CUmodule* module, const void* image, unsigned int numOptions,
                             CUjit_option* options, void** optionValues) {
@@ -1979,49 +1725,38 @@ CUresult cuModuleLoadDataEx(CUmodule* module, const void* image, unsigned int nu
   return module_load(module, image);
 }
 
-CUresult cuModuleLoadFatBinary(CUmodule* module, const void* fatCubin) {
-  FAKE_ENTER(cuModuleLoadFatBinary);
-  return module_load(module, fatCubin);
-}
-
-CUresult cuModuleUnload(CUmodule hmod) {
-  FAKE_ENTER(cuModuleUnload);
-  return destroy_object(hmod, Kind::Module);
-}
+FAKE_FORWARD(cuModuleLoadFatBinary, (CUmodule* module, const void* fatCubin),
+             module_load(module, fatCubin))
+FAKE_FORWARD(cuModuleUnload, (CUmodule hmod), destroy_object(hmod, Kind::Module))
 
 CUresult cuModuleGetFunction(CUfunction* hfunc, CUmodule hmod, const char* name) {
   FAKE_ENTER(cuModuleGetFunction);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  const auto it = d.objects.find(hmod);
-  if (it == d.objects.end() || it->second.kind != Kind::Module) {
-    return CUDA_ERROR_INVALID_HANDLE;
-  }
-  if (hfunc == nullptr || name == nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  if (*name == '\0') {
-    return CUDA_ERROR_NOT_FOUND;
-  }
-  CUfunc_st*& fn = hmod->functions[name];
-  if (fn == nullptr) {
-    fn = new CUfunc_st{hmod};
-  }
-  *hfunc = fn;
-  return CUDA_SUCCESS;
+  return with_init([&](Driver& d) {
+    const auto it = d.objects.find(hmod);
+    if (it == d.objects.end() || it->second.kind != Kind::Module) {
+      return CUDA_ERROR_INVALID_HANDLE;
+    }
+    if (hfunc == nullptr || name == nullptr) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    if (*name == '\0') {
+      return CUDA_ERROR_NOT_FOUND;
+    }
+    CUfunc_st*& fn = hmod->functions[name];
+    if (fn == nullptr) {
+      fn = new CUfunc_st{hmod};
+    }
+    *hfunc = fn;
+    return CUDA_SUCCESS;
+  });
 }
 
-CUresult cuLibraryLoadData(CUlibrary* library, const void* code, CUjit_option* jitOptions,
-                           void** jitOptionsValues, unsigned int numJitOptions,
-                           CUlibraryOption* libraryOptions, void** libraryOptionValues,
-                           unsigned int numLibraryOptions) {
-  FAKE_ENTER(cuLibraryLoadData);
-  return library_load(library, code, numJitOptions, jitOptions, jitOptionsValues, numLibraryOptions,
-                      libraryOptions, libraryOptionValues);
-}
+FAKE_FORWARD(cuLibraryLoadData,
+             (CUlibrary* library, const void* code, CUjit_option* jitOptions,
+              void** jitOptionsValues, unsigned int numJitOptions, CUlibraryOption* libraryOptions,
+              void** libraryOptionValues, unsigned int numLibraryOptions),
+             library_load(library, code, numJitOptions, jitOptions, jitOptionsValues,
+                          numLibraryOptions, libraryOptions, libraryOptionValues))
 
 CUresult cuLibraryLoadFromFile(CUlibrary* library, const char* fileName, CUjit_option* jitOptions,
                                void** jitOptionsValues, unsigned int numJitOptions,
@@ -2035,75 +1770,36 @@ CUresult cuLibraryLoadFromFile(CUlibrary* library, const char* fileName, CUjit_o
                       numLibraryOptions, libraryOptions, libraryOptionValues);
 }
 
-CUresult cuLibraryUnload(CUlibrary library) {
-  FAKE_ENTER(cuLibraryUnload);
-  return destroy_object(library, Kind::Library);
-}
+FAKE_FORWARD(cuLibraryUnload, (CUlibrary library), destroy_object(library, Kind::Library))
 
 // ---- graphs
 // -------------------------------------------------------------------------------------------
 CUresult cuGraphCreate(CUgraph* phGraph, unsigned int flags) {
   FAKE_ENTER(cuGraphCreate);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (phGraph == nullptr || flags != 0) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  auto* g = new CUgraph_st{false};
-  d.created.insert(g);
-  *phGraph = g;
-  return CUDA_SUCCESS;
+  return with_init([&](Driver& d) {
+    if (phGraph == nullptr || flags != 0) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    return hand_out(d, new CUgraph_st{false}, phGraph);
+  });
 }
 
-CUresult cuGraphDestroy(CUgraph hGraph) {
-  FAKE_ENTER(cuGraphDestroy);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (!d.created.contains(hGraph) || hGraph->destroyed) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  hGraph->destroyed = true;
-  return CUDA_SUCCESS;
-}
+FAKE_FORWARD(cuGraphDestroy, (CUgraph hGraph), destroy_created(hGraph, CUDA_ERROR_INVALID_VALUE))
 
 CUresult cuGraphInstantiateWithFlags(CUgraphExec* phGraphExec, CUgraph hGraph,
                                      unsigned long long flags) {
   FAKE_ENTER(cuGraphInstantiateWithFlags);
   (void)flags;
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  CUctx_st* ctx = nullptr;
-  if (const CUresult r = current_context(d, &ctx); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (phGraphExec == nullptr || !d.created.contains(hGraph) || hGraph->destroyed) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  auto* e = new CUgraphExec_st{false};
-  d.created.insert(e);
-  *phGraphExec = e;
-  return CUDA_SUCCESS;
+  return with_context([&](Driver& d, CUctx_st*) {
+    if (phGraphExec == nullptr || !d.created.contains(hGraph) || hGraph->destroyed) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    return hand_out(d, new CUgraphExec_st{false}, phGraphExec);
+  });
 }
 
-CUresult cuGraphExecDestroy(CUgraphExec hGraphExec) {
-  FAKE_ENTER(cuGraphExecDestroy);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  if (!d.created.contains(hGraphExec) || hGraphExec->destroyed) {
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  hGraphExec->destroyed = true;
-  return CUDA_SUCCESS;
-}
+FAKE_FORWARD(cuGraphExecDestroy, (CUgraphExec hGraphExec),
+             destroy_created(hGraphExec, CUDA_ERROR_INVALID_VALUE))
 
 CUresult cuDeviceGraphMemTrim(CUdevice device) {
   FAKE_ENTER(cuDeviceGraphMemTrim);
@@ -2112,15 +1808,10 @@ CUresult cuDeviceGraphMemTrim(CUdevice device) {
   return check_device(d, device);
 }
 
-CUresult cuGraphLaunch(CUgraphExec hGraphExec, CUstream hStream) {
-  FAKE_ENTER(cuGraphLaunch);
-  return graph_launch(hGraphExec, hStream);
-}
-
-CUresult cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStream) {
-  FAKE_ENTER(cuGraphLaunch_ptsz);
-  return graph_launch(hGraphExec, hStream);
-}
+FAKE_FORWARD(cuGraphLaunch, (CUgraphExec hGraphExec, CUstream hStream),
+             graph_launch(hGraphExec, hStream))
+FAKE_FORWARD(cuGraphLaunch_ptsz, (CUgraphExec hGraphExec, CUstream hStream),
+             graph_launch(hGraphExec, hStream))
 
 // ---- launches
 // -----------------------------------------------------------------------------------------

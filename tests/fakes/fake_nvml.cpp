@@ -44,31 +44,12 @@ constexpr const char* kSymNames[] = {
 #define FAKE_NVML_EXTRA(ret, name, params) #name,
 #include "fake_nvml_extras.def"
 };
-constexpr std::size_t kSymCount = std::size(kSymNames);
 
-void unknown_symbol() {}  // not constexpr: reaching it in sym_index is a compile-time error
-
-/// Index of an exported symbol, computed at compile time. The tables may name a symbol twice
-/// (an extra that entry_points.def later gained); the first entry is the one counted.
-consteval std::size_t sym_index(std::string_view name) {
-  for (std::size_t i = 0; i < kSymCount; ++i) {
-    if (name == kSymNames[i]) {
-      return i;
-    }
-  }
-  unknown_symbol();
-  return 0;
-}
-
-fake::CallTable& calls() {
-  static auto* table = new fake::CallTable(kSymNames);
+fake::CallTable& calls() {  // used by FAKE_ENTER (fake_common.hpp)
+  static auto* table = new fake::CallTable(kSymNames);  // never destroyed: used until exit
   return *table;
 }
-
-#define FAKE_ENTER(name)                                        \
-  if (const auto injected_ = calls().enter(sym_index(#name))) { \
-    return *injected_;                                          \
-  }
+using FakeResult = nvmlReturn_t;  // of the entry points FAKE_FORWARD defines
 
 constexpr nvmlReturn_t NVML_ERROR_NOT_FOUND = 6;
 constexpr unsigned int kNoInstance = 0xFFFFFFFFU;  // gpuInstanceId / computeInstanceId without MIG
@@ -146,6 +127,30 @@ nvmlReturn_t memory_of(nvmlDevice_t device, std::uint64_t* total, std::uint64_t*
   return NVML_SUCCESS;
 }
 
+// nvmlDeviceGetMemoryInfo (nvmlMemory_t) and _v2 (nvmlMemory_v2_t, which must carry its version
+// and has a reserved field, always 0 here).
+template <typename Memory>
+nvmlReturn_t memory_info(nvmlDevice_t device, Memory* memory) {
+  std::uint64_t total = 0;
+  std::uint64_t used = 0;
+  if (const nvmlReturn_t r = memory_of(device, &total, &used); r != NVML_SUCCESS) {
+    return r;
+  }
+  if (memory == nullptr) {
+    return NVML_ERROR_INVALID_ARGUMENT;
+  }
+  if constexpr (std::is_same_v<Memory, nvmlMemory_v2_t>) {
+    if (memory->version != nvmlMemory_v2) {
+      return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    }
+    memory->reserved = 0;
+  }
+  memory->total = total;
+  memory->used = used;
+  memory->free = total - used;
+  return NVML_SUCCESS;
+}
+
 // NVML's size-query protocol: with too small a buffer (or none) *infoCount receives the number
 // of entries needed and the call fails with NVML_ERROR_INSUFFICIENT_SIZE; no processes is a
 // success with *infoCount = 0 whatever the buffer.
@@ -207,6 +212,15 @@ nvmlReturn_t handle_by_index(unsigned int index, nvmlDevice_t* device) {
   return NVML_SUCCESS;
 }
 
+// The CUDA version the fake driver reports (cuDriverGetVersion says the same).
+nvmlReturn_t cuda_driver_version(int* version) {
+  if (version == nullptr) {
+    return NVML_ERROR_INVALID_ARGUMENT;
+  }
+  *version = 13000;
+  return NVML_SUCCESS;
+}
+
 nvmlReturn_t copy_out(const std::string& text, char* out, unsigned int length) {
   if (out == nullptr) {
     return NVML_ERROR_INVALID_ARGUMENT;
@@ -227,15 +241,8 @@ __attribute__((constructor)) void fake_nvml_load() {
 extern "C" {
 
 // ---- initialisation ---------------------------------------------------------------------------
-nvmlReturn_t nvmlInit(void) {
-  FAKE_ENTER(nvmlInit);
-  return init();
-}
-
-nvmlReturn_t nvmlInit_v2(void) {
-  FAKE_ENTER(nvmlInit_v2);
-  return init();
-}
+FAKE_FORWARD(nvmlInit, (void), init())
+FAKE_FORWARD(nvmlInit_v2, (void), init())
 
 nvmlReturn_t nvmlInitWithFlags(unsigned int flags) {
   FAKE_ENTER(nvmlInitWithFlags);
@@ -252,8 +259,8 @@ nvmlReturn_t nvmlShutdown(void) {
 }
 
 const char* nvmlErrorString(nvmlReturn_t result) {
-  (void)calls().enter(
-      sym_index("nvmlErrorString"));  // counted; an injected result cannot apply here
+  // Counted; an injected result cannot apply here.
+  (void)calls().enter(fake::symbol_index(kSymNames, "nvmlErrorString"));
   switch (result) {
     case NVML_SUCCESS: return "Success";
     case NVML_ERROR_UNINITIALIZED: return "Uninitialized";
@@ -277,44 +284,18 @@ nvmlReturn_t nvmlSystemGetDriverVersion(char* version, unsigned int length) {
   return copy_out("580.00.00", version, length);
 }
 
-nvmlReturn_t nvmlSystemGetCudaDriverVersion(int* cudaDriverVersion) {
-  FAKE_ENTER(nvmlSystemGetCudaDriverVersion);
-  if (cudaDriverVersion == nullptr) {
-    return NVML_ERROR_INVALID_ARGUMENT;
-  }
-  *cudaDriverVersion = 13000;
-  return NVML_SUCCESS;
-}
-
-nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int* cudaDriverVersion) {
-  FAKE_ENTER(nvmlSystemGetCudaDriverVersion_v2);
-  if (cudaDriverVersion == nullptr) {
-    return NVML_ERROR_INVALID_ARGUMENT;
-  }
-  *cudaDriverVersion = 13000;
-  return NVML_SUCCESS;
-}
+FAKE_FORWARD(nvmlSystemGetCudaDriverVersion, (int* cudaDriverVersion),
+             cuda_driver_version(cudaDriverVersion))
+FAKE_FORWARD(nvmlSystemGetCudaDriverVersion_v2, (int* cudaDriverVersion),
+             cuda_driver_version(cudaDriverVersion))
 
 // ---- devices ------------------------------------------------------------------------------------
-nvmlReturn_t nvmlDeviceGetCount(unsigned int* deviceCount) {
-  FAKE_ENTER(nvmlDeviceGetCount);
-  return device_count_into(deviceCount);
-}
-
-nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int* deviceCount) {
-  FAKE_ENTER(nvmlDeviceGetCount_v2);
-  return device_count_into(deviceCount);
-}
-
-nvmlReturn_t nvmlDeviceGetHandleByIndex(unsigned int index, nvmlDevice_t* device) {
-  FAKE_ENTER(nvmlDeviceGetHandleByIndex);
-  return handle_by_index(index, device);
-}
-
-nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t* device) {
-  FAKE_ENTER(nvmlDeviceGetHandleByIndex_v2);
-  return handle_by_index(index, device);
-}
+FAKE_FORWARD(nvmlDeviceGetCount, (unsigned int* deviceCount), device_count_into(deviceCount))
+FAKE_FORWARD(nvmlDeviceGetCount_v2, (unsigned int* deviceCount), device_count_into(deviceCount))
+FAKE_FORWARD(nvmlDeviceGetHandleByIndex, (unsigned int index, nvmlDevice_t* device),
+             handle_by_index(index, device))
+FAKE_FORWARD(nvmlDeviceGetHandleByIndex_v2, (unsigned int index, nvmlDevice_t* device),
+             handle_by_index(index, device))
 
 nvmlReturn_t nvmlDeviceGetHandleByUUID(const char* uuid, nvmlDevice_t* device) {
   FAKE_ENTER(nvmlDeviceGetHandleByUUID);
@@ -365,98 +346,27 @@ nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t device, unsigned int* index) {
 }
 
 // ---- memory -------------------------------------------------------------------------------------
-nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t* memory) {
-  FAKE_ENTER(nvmlDeviceGetMemoryInfo);
-  std::uint64_t total = 0;
-  std::uint64_t used = 0;
-  if (const nvmlReturn_t r = memory_of(device, &total, &used); r != NVML_SUCCESS) {
-    return r;
-  }
-  if (memory == nullptr) {
-    return NVML_ERROR_INVALID_ARGUMENT;
-  }
-  memory->total = total;
-  memory->used = used;
-  memory->free = total - used;
-  return NVML_SUCCESS;
-}
-
-nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t* memory) {
-  FAKE_ENTER(nvmlDeviceGetMemoryInfo_v2);
-  std::uint64_t total = 0;
-  std::uint64_t used = 0;
-  if (const nvmlReturn_t r = memory_of(device, &total, &used); r != NVML_SUCCESS) {
-    return r;
-  }
-  if (memory == nullptr) {
-    return NVML_ERROR_INVALID_ARGUMENT;
-  }
-  if (memory->version != nvmlMemory_v2) {
-    return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
-  }
-  memory->total = total;
-  memory->reserved = 0;
-  memory->used = used;
-  memory->free = total - used;
-  return NVML_SUCCESS;
-}
+FAKE_FORWARD(nvmlDeviceGetMemoryInfo, (nvmlDevice_t device, nvmlMemory_t* memory),
+             memory_info(device, memory))
+FAKE_FORWARD(nvmlDeviceGetMemoryInfo_v2, (nvmlDevice_t device, nvmlMemory_v2_t* memory),
+             memory_info(device, memory))
 
 // ---- processes ----------------------------------------------------------------------------------
-nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t device, unsigned int* infoCount,
-                                                  nvmlProcessInfo_v1_t* infos) {
-  FAKE_ENTER(nvmlDeviceGetComputeRunningProcesses);
-  return process_list(device, infoCount, infos, true);
-}
-
-nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t device, unsigned int* infoCount,
-                                                     nvmlProcessInfo_v2_t* infos) {
-  FAKE_ENTER(nvmlDeviceGetComputeRunningProcesses_v2);
-  return process_list(device, infoCount, infos, true);
-}
-
-nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device, unsigned int* infoCount,
-                                                     nvmlProcessInfo_t* infos) {
-  FAKE_ENTER(nvmlDeviceGetComputeRunningProcesses_v3);
-  return process_list(device, infoCount, infos, true);
-}
-
-nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses(nvmlDevice_t device, unsigned int* infoCount,
-                                                   nvmlProcessInfo_v1_t* infos) {
-  FAKE_ENTER(nvmlDeviceGetGraphicsRunningProcesses);
-  return process_list(device, infoCount, infos, false);
-}
-
-nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v2(nvmlDevice_t device, unsigned int* infoCount,
-                                                      nvmlProcessInfo_v2_t* infos) {
-  FAKE_ENTER(nvmlDeviceGetGraphicsRunningProcesses_v2);
-  return process_list(device, infoCount, infos, false);
-}
-
-nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t device, unsigned int* infoCount,
-                                                      nvmlProcessInfo_t* infos) {
-  FAKE_ENTER(nvmlDeviceGetGraphicsRunningProcesses_v3);
-  return process_list(device, infoCount, infos, false);
-}
-
-nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses(nvmlDevice_t device, unsigned int* infoCount,
-                                                     nvmlProcessInfo_v1_t* infos) {
-  FAKE_ENTER(nvmlDeviceGetMPSComputeRunningProcesses);
-  return process_list(device, infoCount, infos, false);
-}
-
-nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses_v2(nvmlDevice_t device,
-                                                        unsigned int* infoCount,
-                                                        nvmlProcessInfo_v2_t* infos) {
-  FAKE_ENTER(nvmlDeviceGetMPSComputeRunningProcesses_v2);
-  return process_list(device, infoCount, infos, false);
-}
-
-nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses_v3(nvmlDevice_t device,
-                                                        unsigned int* infoCount,
-                                                        nvmlProcessInfo_t* infos) {
-  FAKE_ENTER(nvmlDeviceGetMPSComputeRunningProcesses_v3);
-  return process_list(device, infoCount, infos, false);
-}
+// Every version of the three process lists (v1, v2 and the current info struct); only the compute
+// list has entries, the fake has no graphics or MPS clients.
+#define FAKE_PROCESS_LIST(name, Info, compute)                                               \
+  FAKE_FORWARD(name, (nvmlDevice_t device, unsigned int* infoCount, Info* infos),           \
+               process_list(device, infoCount, infos, compute))
+FAKE_PROCESS_LIST(nvmlDeviceGetComputeRunningProcesses, nvmlProcessInfo_v1_t, true)
+FAKE_PROCESS_LIST(nvmlDeviceGetComputeRunningProcesses_v2, nvmlProcessInfo_v2_t, true)
+FAKE_PROCESS_LIST(nvmlDeviceGetComputeRunningProcesses_v3, nvmlProcessInfo_t, true)
+FAKE_PROCESS_LIST(nvmlDeviceGetGraphicsRunningProcesses, nvmlProcessInfo_v1_t, false)
+FAKE_PROCESS_LIST(nvmlDeviceGetGraphicsRunningProcesses_v2, nvmlProcessInfo_v2_t, false)
+FAKE_PROCESS_LIST(nvmlDeviceGetGraphicsRunningProcesses_v3, nvmlProcessInfo_t, false)
+FAKE_PROCESS_LIST(nvmlDeviceGetMPSComputeRunningProcesses, nvmlProcessInfo_v1_t, false)
+FAKE_PROCESS_LIST(nvmlDeviceGetMPSComputeRunningProcesses_v2, nvmlProcessInfo_v2_t, false)
+FAKE_PROCESS_LIST(nvmlDeviceGetMPSComputeRunningProcesses_v3, nvmlProcessInfo_t, false)
+#undef FAKE_PROCESS_LIST
 
 nvmlReturn_t nvmlDeviceGetRunningProcessDetailList(nvmlDevice_t device,
                                                    nvmlProcessDetailList_t* plist) {

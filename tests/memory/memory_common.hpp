@@ -9,10 +9,8 @@
 /// child forked from a parent that has not initialised CUDA, so no child inherits a context.
 #pragma once
 
-#include "abi/cuda_types.hpp"
-#include "abi/nvml_types.hpp"
 #include "core/ledger.hpp"
-#include "fake_control.h"
+#include "driver_api.hpp"  // tests/common: every driver and NVML function, fake_control.h
 
 #include <sys/types.h>
 
@@ -22,25 +20,6 @@
 #include <new>
 #include <string>
 #include <vector>
-
-// The driver and NVML entry points, declared from the table softmig interposes (the fakes
-// export exactly these), plus the few other driver functions the scenarios call.
-extern "C" {
-#define SOFTMIG_CUDA(name, params, args) CUresult name params;
-#define SOFTMIG_CUDA_USE(name, params) CUresult name params;
-#define SOFTMIG_NVML(name, params, args) nvmlReturn_t name params;
-#define SOFTMIG_NVML_USE(name, params) nvmlReturn_t name params;
-#include "hooks/entry_points.def"
-CUresult cuCtxSetCurrent(CUcontext ctx);
-CUresult cuStreamCreate(CUstream* phStream, unsigned int flags);
-CUresult cuDeviceGetDefaultMemPool(CUmemoryPool* pool_out, CUdevice dev);
-CUresult cuMemAddressReserve(CUdeviceptr* ptr, size_t size, size_t alignment, CUdeviceptr addr,
-                             unsigned long long flags);
-CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size);
-CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
-                  unsigned long long flags);
-CUresult cuMemUnmap(CUdeviceptr ptr, size_t size);
-}
 
 namespace memtest {
 

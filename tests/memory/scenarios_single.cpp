@@ -11,6 +11,7 @@
 #include <cstring>
 #include <functional>
 #include <random>
+#include <type_traits>
 
 #include "memory_common.hpp"
 #include "scenarios.hpp"
@@ -68,29 +69,37 @@ CUmemAllocationProp device_prop(int ordinal) {
   return p;
 }
 
-/// The legacy descriptors of the unversioned cuArrayCreate / cuArray3DCreate (CUDA_ARRAY_DESCRIPTOR_v1
-/// and CUDA_ARRAY3D_DESCRIPTOR_v1 of cuda.h): 32-bit extents. Placed at the start of a zeroed
-/// buffer, so that whatever reads past their end reads zeros, deterministically.
-struct ArrayDescriptorV1 {
-  unsigned int Width;
-  unsigned int Height;
-  CUarray_format Format;
-  unsigned int NumChannels;
-};
-struct Array3DDescriptorV1 {
-  unsigned int Width;
-  unsigned int Height;
-  unsigned int Depth;
-  CUarray_format Format;
-  unsigned int NumChannels;
-  unsigned int Flags;
-};
-static_assert(sizeof(ArrayDescriptorV1) == 16 && sizeof(Array3DDescriptorV1) == 24);
+/// The legacy descriptors of the unversioned cuArrayCreate / cuArray3DCreate (32-bit extents),
+/// placed at the start of a zeroed buffer, so that whatever reads past their end reads zeros,
+/// deterministically.
 union LegacyDescriptor {
-  ArrayDescriptorV1 a2;
-  Array3DDescriptorV1 a3;
+  CUDA_ARRAY_DESCRIPTOR_v1 a2;
+  CUDA_ARRAY3D_DESCRIPTOR_v1 a3;
   unsigned char room[64];
 };
+
+/// The key a path's free needs: the value of a device pointer or allocation handle, or the
+/// address of an array.
+template <typename Handle>
+std::uint64_t key_of(Handle handle) {
+  if constexpr (std::is_pointer_v<Handle>) {
+    return reinterpret_cast<std::uint64_t>(handle);
+  } else {
+    return static_cast<std::uint64_t>(handle);
+  }
+}
+
+/// A Path::alloc that obtains one `Handle` through `call(&handle)` and is charged `bytes`.
+template <typename Handle, typename Call>
+auto alloc_one(Call call, std::uint64_t bytes = kBlock) {
+  return [call, bytes](std::uint64_t& key, std::uint64_t& charged) {
+    Handle handle{};
+    const CUresult rc = call(&handle);
+    key = key_of(handle);
+    charged = bytes;
+    return rc;
+  };
+}
 
 /// Pitched rows of 1000 bytes: the driver rounds the pitch up to 1024, so 262144 rows of the
 /// pitch are 256 MiB.
@@ -103,26 +112,17 @@ Path make_path(const std::string& name) {
   p.name = name;
   p.block = kBlock;
   auto free_v2 = [](std::uint64_t key) { return cuMemFree_v2(key); };
+  auto free_v1 = [](std::uint64_t key) { return cuMemFree(static_cast<CUdeviceptr_v1>(key)); };
+  auto free_array = [](std::uint64_t key) { return cuArrayDestroy(reinterpret_cast<CUarray>(key)); };
   if (name == "alloc_v2") {
     p.symbol = "cuMemAlloc_v2";
-    p.alloc = [](std::uint64_t& key, std::uint64_t& charged) {
-      CUdeviceptr d = 0;
-      const CUresult rc = cuMemAlloc_v2(&d, kBlock);
-      key = d;
-      charged = kBlock;
-      return rc;
-    };
+    p.alloc = alloc_one<CUdeviceptr>([](CUdeviceptr* d) { return cuMemAlloc_v2(d, kBlock); });
     p.free = free_v2;
   } else if (name == "alloc_v1") {
     p.symbol = "cuMemAlloc";
-    p.alloc = [](std::uint64_t& key, std::uint64_t& charged) {
-      CUdeviceptr_v1 d = 0;
-      const CUresult rc = cuMemAlloc(&d, static_cast<unsigned>(kBlock));
-      key = d;
-      charged = kBlock;
-      return rc;
-    };
-    p.free = [](std::uint64_t key) { return cuMemFree(static_cast<CUdeviceptr_v1>(key)); };
+    p.alloc = alloc_one<CUdeviceptr_v1>(
+        [](CUdeviceptr_v1* d) { return cuMemAlloc(d, static_cast<unsigned>(kBlock)); });
+    p.free = free_v1;
   } else if (name == "pitch_v2") {
     p.symbol = "cuMemAllocPitch_v2";
     p.alloc = [](std::uint64_t& key, std::uint64_t& charged) {
@@ -145,36 +145,21 @@ Path make_path(const std::string& name) {
       charged = static_cast<std::uint64_t>(pitch) * kPitchHeight;
       return rc;
     };
-    p.free = [](std::uint64_t key) { return cuMemFree(static_cast<CUdeviceptr_v1>(key)); };
+    p.free = free_v1;
   } else if (name == "managed") {
     p.symbol = "cuMemAllocManaged";
-    p.alloc = [](std::uint64_t& key, std::uint64_t& charged) {
-      CUdeviceptr d = 0;
-      const CUresult rc = cuMemAllocManaged(&d, kBlock, kAttachGlobal);
-      key = d;
-      charged = kBlock;
-      return rc;
-    };
+    p.alloc = alloc_one<CUdeviceptr>(
+        [](CUdeviceptr* d) { return cuMemAllocManaged(d, kBlock, kAttachGlobal); });
     p.free = free_v2;
   } else if (name == "async") {
     p.symbol = "cuMemAllocAsync";
-    p.alloc = [](std::uint64_t& key, std::uint64_t& charged) {
-      CUdeviceptr d = 0;
-      const CUresult rc = cuMemAllocAsync(&d, kBlock, nullptr);  // the legacy default stream
-      key = d;
-      charged = kBlock;
-      return rc;
-    };
+    p.alloc = alloc_one<CUdeviceptr>(  // the legacy default stream
+        [](CUdeviceptr* d) { return cuMemAllocAsync(d, kBlock, nullptr); });
     p.free = [](std::uint64_t key) { return cuMemFreeAsync(key, nullptr); };
   } else if (name == "async_ptsz") {
     p.symbol = "cuMemAllocAsync_ptsz";
-    p.alloc = [](std::uint64_t& key, std::uint64_t& charged) {
-      CUdeviceptr d = 0;
-      const CUresult rc = cuMemAllocAsync_ptsz(&d, kBlock, nullptr);  // the per-thread default stream
-      key = d;
-      charged = kBlock;
-      return rc;
-    };
+    p.alloc = alloc_one<CUdeviceptr>(  // the per-thread default stream
+        [](CUdeviceptr* d) { return cuMemAllocAsync_ptsz(d, kBlock, nullptr); });
     p.free = [](std::uint64_t key) { return cuMemFreeAsync_ptsz(key, nullptr); };
   } else if (name == "pool_async_ptsz") {
     p.symbol = "cuMemAllocFromPoolAsync_ptsz";
@@ -182,13 +167,8 @@ Path make_path(const std::string& name) {
     MT_CU(cuStreamCreate(&stream, 0));
     CUmemoryPool pool = nullptr;
     MT_CU(cuDeviceGetDefaultMemPool(&pool, 0));
-    p.alloc = [stream, pool](std::uint64_t& key, std::uint64_t& charged) {
-      CUdeviceptr d = 0;
-      const CUresult rc = cuMemAllocFromPoolAsync_ptsz(&d, kBlock, pool, stream);
-      key = d;
-      charged = kBlock;
-      return rc;
-    };
+    p.alloc = alloc_one<CUdeviceptr>(
+        [stream, pool](CUdeviceptr* d) { return cuMemAllocFromPoolAsync_ptsz(d, kBlock, pool, stream); });
     p.free = [stream](std::uint64_t key) { return cuMemFreeAsync_ptsz(key, stream); };
   } else if (name == "pool_async") {
     p.symbol = "cuMemAllocFromPoolAsync";
@@ -196,83 +176,56 @@ Path make_path(const std::string& name) {
     MT_CU(cuStreamCreate(&stream, 0));
     CUmemoryPool pool = nullptr;
     MT_CU(cuDeviceGetDefaultMemPool(&pool, 0));
-    p.alloc = [stream, pool](std::uint64_t& key, std::uint64_t& charged) {
-      CUdeviceptr d = 0;
-      const CUresult rc = cuMemAllocFromPoolAsync(&d, kBlock, pool, stream);
-      key = d;
-      charged = kBlock;
-      return rc;
-    };
+    p.alloc = alloc_one<CUdeviceptr>(
+        [stream, pool](CUdeviceptr* d) { return cuMemAllocFromPoolAsync(d, kBlock, pool, stream); });
     p.free = [stream](std::uint64_t key) { return cuMemFreeAsync(key, stream); };
   } else if (name == "vmm_create") {
     p.symbol = "cuMemCreate";
-    p.alloc = [](std::uint64_t& key, std::uint64_t& charged) {
-      CUmemGenericAllocationHandle h = 0;
+    p.alloc = alloc_one<CUmemGenericAllocationHandle>([](CUmemGenericAllocationHandle* h) {
       const CUmemAllocationProp prop = device_prop(0);
-      const CUresult rc = cuMemCreate(&h, kBlock, &prop, 0);
-      key = h;
-      charged = kBlock;
-      return rc;
-    };
+      return cuMemCreate(h, kBlock, &prop, 0);
+    });
     p.free = [](std::uint64_t key) { return cuMemRelease(key); };
   } else if (name == "array2d") {
     p.symbol = "cuArrayCreate_v2";
-    p.alloc = [](std::uint64_t& key, std::uint64_t& charged) {
-      CUarray a = nullptr;
+    p.alloc = alloc_one<CUarray>([](CUarray* a) {
       const CUDA_ARRAY_DESCRIPTOR d = array2d_desc();
-      const CUresult rc = cuArrayCreate_v2(&a, &d);
-      key = reinterpret_cast<std::uint64_t>(a);
-      charged = kBlock;
-      return rc;
-    };
-    p.free = [](std::uint64_t key) { return cuArrayDestroy(reinterpret_cast<CUarray>(key)); };
+      return cuArrayCreate_v2(a, &d);
+    });
+    p.free = free_array;
   } else if (name == "array3d") {
     p.symbol = "cuArray3DCreate_v2";
-    p.alloc = [](std::uint64_t& key, std::uint64_t& charged) {
-      CUarray a = nullptr;
+    p.alloc = alloc_one<CUarray>([](CUarray* a) {
       const CUDA_ARRAY3D_DESCRIPTOR d = array3d_desc();
-      const CUresult rc = cuArray3DCreate_v2(&a, &d);
-      key = reinterpret_cast<std::uint64_t>(a);
-      charged = kBlock;
-      return rc;
-    };
-    p.free = [](std::uint64_t key) { return cuArrayDestroy(reinterpret_cast<CUarray>(key)); };
+      return cuArray3DCreate_v2(a, &d);
+    });
+    p.free = free_array;
   } else if (name == "array2d_v1") {
     // The unversioned entry point of programs built against old headers: a _v1 descriptor.
     p.symbol = "cuArrayCreate";
-    p.alloc = [](std::uint64_t& key, std::uint64_t& charged) {
-      CUarray a = nullptr;
+    p.alloc = alloc_one<CUarray>([](CUarray* a) {
       LegacyDescriptor d{};
-      d.a2 = ArrayDescriptorV1{8192, 8192, kFormatFloat, 1};
-      const CUresult rc = cuArrayCreate(&a, reinterpret_cast<const CUDA_ARRAY_DESCRIPTOR_v1*>(&d));
-      key = reinterpret_cast<std::uint64_t>(a);
-      charged = kBlock;
-      return rc;
-    };
-    p.free = [](std::uint64_t key) { return cuArrayDestroy(reinterpret_cast<CUarray>(key)); };
+      d.a2 = CUDA_ARRAY_DESCRIPTOR_v1{8192, 8192, kFormatFloat, 1};
+      return cuArrayCreate(a, &d.a2);
+    });
+    p.free = free_array;
   } else if (name == "array3d_v1") {
     p.symbol = "cuArray3DCreate";
-    p.alloc = [](std::uint64_t& key, std::uint64_t& charged) {
-      CUarray a = nullptr;
+    p.alloc = alloc_one<CUarray>([](CUarray* a) {
       LegacyDescriptor d{};
-      d.a3 = Array3DDescriptorV1{4096, 4096, 4, kFormatFloat, 1, 0};
-      const CUresult rc = cuArray3DCreate(&a, reinterpret_cast<const CUDA_ARRAY3D_DESCRIPTOR_v1*>(&d));
-      key = reinterpret_cast<std::uint64_t>(a);
-      charged = kBlock;
-      return rc;
-    };
-    p.free = [](std::uint64_t key) { return cuArrayDestroy(reinterpret_cast<CUarray>(key)); };
+      d.a3 = CUDA_ARRAY3D_DESCRIPTOR_v1{4096, 4096, 4, kFormatFloat, 1, 0};
+      return cuArray3DCreate(a, &d.a3);
+    });
+    p.free = free_array;
   } else if (name == "mipmap") {
     p.symbol = "cuMipmappedArrayCreate";
     p.block = kBlock + kBlock / 4;
-    p.alloc = [](std::uint64_t& key, std::uint64_t& charged) {
-      CUmipmappedArray a = nullptr;
-      const CUDA_ARRAY3D_DESCRIPTOR d = mipmap_desc();
-      const CUresult rc = cuMipmappedArrayCreate(&a, &d, kMipLevels);
-      key = reinterpret_cast<std::uint64_t>(a);
-      charged = kBlock + kBlock / 4;
-      return rc;
-    };
+    p.alloc = alloc_one<CUmipmappedArray>(
+        [](CUmipmappedArray* a) {
+          const CUDA_ARRAY3D_DESCRIPTOR d = mipmap_desc();
+          return cuMipmappedArrayCreate(a, &d, kMipLevels);
+        },
+        p.block);
     p.free = [](std::uint64_t key) { return cuMipmappedArrayDestroy(reinterpret_cast<CUmipmappedArray>(key)); };
   } else {
     fail(__FILE__, __LINE__, "unknown allocation path \"%s\"", name.c_str());

@@ -10,9 +10,7 @@
 /// against the bare fakes (and then softmig must NOT be loaded).
 #pragma once
 
-#include "abi/cuda_types.hpp"
-#include "abi/nvml_types.hpp"
-#include "fake_control.h"
+#include "driver_api.hpp"  // tests/common: every driver and NVML function, fake_control.h
 
 #include <dlfcn.h>
 #include <unistd.h>
@@ -24,20 +22,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-// Declarations of every driver and NVML function, from the tables the fakes are built from.
-// Victims that do not link the fakes only use them in decltype().
-extern "C" {
-#define SOFTMIG_CUDA(name, params, args) CUresult name params;
-#define SOFTMIG_CUDA_USE(name, params) CUresult name params;
-#define SOFTMIG_NVML(name, params, args) nvmlReturn_t name params;
-#define SOFTMIG_NVML_USE(name, params) nvmlReturn_t name params;
-#include "hooks/entry_points.def"
-#define FAKE_CUDA_EXTRA(name, params) CUresult name params;
-#include "fake_cuda_extras.def"
-#define FAKE_NVML_EXTRA(ret, name, params) ret name params;
-#include "fake_nvml_extras.def"
-}
 
 namespace victim {
 
