@@ -132,13 +132,13 @@ unsigned Ledger::device_index(std::string_view uuid) noexcept {
 }
 
 Reservation Ledger::reserve(unsigned slot, unsigned dev, std::uint64_t bytes,
-                            std::optional<std::uint64_t> limit) noexcept {
+                            std::optional<std::uint64_t> limit, bool count_refusal) noexcept {
   Reservation out;
   if (slot >= kMaxSlots || dev >= kMaxDevices) return out;
   LedgerDevice& d = r_.devices[dev];
   auto fits = [&] { return !limit || (d.used <= *limit && bytes <= *limit - d.used); };
   if (!fits() && (reap_dead() == 0 || !fits())) {
-    store_u64(d.oom_refusals, d.oom_refusals + 1);
+    if (count_refusal) store_u64(d.oom_refusals, d.oom_refusals + 1);
     out.used_after = d.used;
     return out;
   }

@@ -126,9 +126,10 @@ class Ledger {
 
   /// Reserves `bytes` on device `dev` for `slot` if the job's usage stays within `limit`
   /// (nullopt = no limit: always granted, still counted). On refusal, reaps dead processes and
-  /// tries once more before counting an OOM refusal.
+  /// tries once more; a final refusal is counted in oom_refusals when `count_refusal` (a caller
+  /// that will retry after re-measuring passes false for its first attempt).
   Reservation reserve(unsigned slot, unsigned dev, std::uint64_t bytes,
-                      std::optional<std::uint64_t> limit) noexcept;
+                      std::optional<std::uint64_t> limit, bool count_refusal = true) noexcept;
 
   /// Returns bytes reserved by `slot` (a failed driver call, or a free). Saturates at zero.
   void release(unsigned slot, unsigned dev, std::uint64_t bytes) noexcept;

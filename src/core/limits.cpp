@@ -87,7 +87,9 @@ bool parse_ordinal(std::string_view s, unsigned& out) noexcept {
 }
 
 bool looks_like_uuid(std::string_view s) noexcept {
-  return (s.size() > 4 && s.size() < kUuidChars &&
+  // A NUL byte would truncate the stored UUID: a second entry for the same GPU would then
+  // override the smaller limit of the first (found by tests/fuzz/fuzz_limits).
+  return (s.size() > 4 && s.size() < kUuidChars && s.find('\0') == std::string_view::npos &&
           (s.substr(0, 4) == "GPU-" || s.substr(0, 4) == "MIG-"));
 }
 

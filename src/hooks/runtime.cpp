@@ -252,7 +252,8 @@ bool reserve(GpuState& gs, std::uint64_t bytes) noexcept {
     {
       LedgerLock lock(p);
       if (!lock) return false;
-      const core::Reservation r = lock.ledger().reserve(p.slot, gs.ledger_dev, bytes, gs.limit.memory_bytes);
+      const core::Reservation r =
+          lock.ledger().reserve(p.slot, gs.ledger_dev, bytes, gs.limit.memory_bytes, /*count_refusal=*/attempt == 1);
       if (r.granted) return true;
       if (attempt == 1) {
         platform::log_info("refused %llu bytes on %s: the job holds %llu of %llu",

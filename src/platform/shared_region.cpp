@@ -75,7 +75,8 @@ bool SharedRegion::attach(const char* path, const char* lock_path, std::string_v
     if (create || errno != ENOENT) log_error("cannot open ledger %s: %s", path, std::strerror(errno));
   } else if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     log_error("ledger %s is not a regular file; not used", path);
-  } else if (st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+  } else if ((st.st_uid != geteuid() && !(geteuid() == 0 && !create)) || (st.st_mode & 077) != 0) {
+    // Only the job's user may use its ledger; root may also read it (softmig status).
     log_error("ledger %s is not private to this user (uid %u, mode %o); not used", path,
               static_cast<unsigned>(st.st_uid), static_cast<unsigned>(st.st_mode & 0777));
   } else {

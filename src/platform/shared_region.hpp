@@ -26,7 +26,8 @@ class SharedRegion {
 
   /// Opens (and if `create`, creates and initialises) the ledger at `path`, serialising creation
   /// with flock on `lock_path`. Read-only attachments map the file without write access and
-  /// never create it. Returns false, after logging why, if the file cannot be used.
+  /// never create it. The file must belong to the effective user (root may read any user's
+  /// file read-only) and be private (mode 0600). Returns false, after logging why, otherwise.
   bool attach(const char* path, const char* lock_path, std::string_view key, bool create) noexcept;
   void detach() noexcept;
 

@@ -21,5 +21,10 @@ struct Command {
 
 Command add_run_command(CLI::App& parent);
 Command add_version_command(CLI::App& parent);
+Command add_status_command(CLI::App& parent);
+Command add_doctor_command(CLI::App& parent);
+Command add_metrics_command(CLI::App& parent);
+Command add_install_preload_command(CLI::App& parent);
+Command add_remove_preload_command(CLI::App& parent);
 
 }  // namespace softmig::tool

@@ -9,6 +9,9 @@
 
 #include "tool/tool_error.hpp"
 
+#ifndef SOFTMIG_LIBRARY_ARCH
+#define SOFTMIG_LIBRARY_ARCH ""
+#endif
 #ifndef SOFTMIG_INSTALL_LIBDIR
 #define SOFTMIG_INSTALL_LIBDIR "lib"
 #endif
@@ -44,6 +47,7 @@ std::vector<std::string> default_library_candidates(const LibrarySearch& search)
     const fs::path libdir(search.install_libdir);
     add((libdir.is_absolute() ? libdir : prefix / libdir) / "softmig" / kLibraryFile);
   }
+  if (!search.library_arch.empty()) add(prefix / "lib" / search.library_arch / "softmig" / kLibraryFile);
   return out;
 }
 
@@ -81,6 +85,7 @@ LibrarySearch current_library_search(const std::string& flag) {
   const fs::path cwd = fs::current_path(ec);
   if (!ec) s.cwd = cwd.string();
   s.install_libdir = SOFTMIG_INSTALL_LIBDIR;
+  s.library_arch = SOFTMIG_LIBRARY_ARCH;
   return s;
 }
 

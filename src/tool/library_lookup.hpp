@@ -6,6 +6,7 @@
 ///          3. <dir of the tool>/../lib/libsoftmig.so           (build tree: build/bin, build/lib)
 ///          4. <dir of the tool>/../lib/softmig/libsoftmig.so   (installed, plain lib/)
 ///          5. <dir of the tool>/../<install libdir>/softmig/libsoftmig.so  (e.g. lib/x86_64-linux-gnu)
+///          6. <dir of the tool>/../lib/<multiarch>/softmig/libsoftmig.so   (the Debian package's layout)
 ///        An explicit choice (1 or 2) that does not exist is an error, never a silent fallback
 ///        to another copy. resolve_library() is pure: the file test is passed in.
 #pragma once
@@ -21,6 +22,7 @@ struct LibrarySearch {
   std::string env;             ///< $SOFTMIG_LIBRARY, or empty
   std::string exe_dir;         ///< directory holding the tool, or empty if unknown
   std::string install_libdir;  ///< CMAKE_INSTALL_LIBDIR baked in at build time (may be absolute)
+  std::string library_arch;    ///< Debian multiarch triplet (x86_64-linux-gnu) of the package layout, or empty
   std::string cwd;             ///< for making a relative explicit path absolute
 };
 

@@ -26,6 +26,11 @@ int main(int argc, char** argv) {
   std::vector<Command> commands;
   commands.push_back(add_run_command(app));
   commands.push_back(add_version_command(app));
+  commands.push_back(add_status_command(app));
+  commands.push_back(add_doctor_command(app));
+  commands.push_back(add_metrics_command(app));
+  commands.push_back(add_install_preload_command(app));
+  commands.push_back(add_remove_preload_command(app));
 
   try {
     app.parse(argc, argv);

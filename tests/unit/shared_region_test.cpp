@@ -253,11 +253,27 @@ TEST_F(SharedRegionTest, FileReadableByOthersIsRefused) {
   }
 }
 
-TEST_F(SharedRegionTest, FileOfAnotherUserIsRefused) {
+TEST_F(SharedRegionTest, FileOfAnotherUserIsNeverWrittenButRootMayReadIt) {
   make_valid();
   if (geteuid() != 0) GTEST_SKIP() << "needs root to give the file away";
   ASSERT_EQ(chown(path_.c_str(), 65534, 65534), 0);
-  expect_refused_untouched();
+  const std::string before = test::slurp(path_);
+  {
+    SharedRegion r;
+    EXPECT_FALSE(attach(r, /*create=*/true));  // never joined as a writer
+    EXPECT_EQ(r.region(), nullptr);
+  }
+  {
+    SharedRegion r;  // softmig status, as root, reads every job's ledger
+    EXPECT_TRUE(attach(r, /*create=*/false));
+    EXPECT_NE(r.region(), nullptr);
+    EXPECT_FALSE(r.writable());
+    EXPECT_EQ(r.lock(100), LockResult::kBroken);
+  }
+  EXPECT_TRUE(test::slurp(path_) == before);
+  struct stat st {};
+  ASSERT_EQ(lstat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 65534U);
 }
 
 TEST_F(SharedRegionTest, SymlinkIsRefusedAndItsTargetUntouched) {

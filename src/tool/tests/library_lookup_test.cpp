@@ -58,6 +58,15 @@ TEST(DefaultLibraryCandidates, AbsoluteInstallDir) {
   EXPECT_EQ(default_library_candidates(s).back(), "/usr/lib64/softmig/libsoftmig.so");
 }
 
+TEST(DefaultLibraryCandidates, PackageMultiarchLayoutLast) {
+  LibrarySearch s = build_tree();
+  s.install_libdir = "lib";
+  s.library_arch = "x86_64-linux-gnu";
+  const auto c = default_library_candidates(s);
+  ASSERT_EQ(c.size(), 3U);
+  EXPECT_EQ(c.back(), "/src/softmig/build/lib/x86_64-linux-gnu/softmig/libsoftmig.so");
+}
+
 TEST(DefaultLibraryCandidates, UnknownExeDirGivesNothing) {
   LibrarySearch s = build_tree();
   s.exe_dir.clear();
