@@ -21,12 +21,23 @@ unset CUDA_DEVICE_MEMORY_LIMIT CUDA_DEVICE_SM_LIMIT SLURM_JOB_ID
 echo "GPU $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader)" | tee -a "$RES"
 
 BUILD="$ROOT/build-gpu"
+# The softmig tool needs CLI11, fmt and nlohmann-json headers; a GPU node without the Debian
+# packages can get copies in .devdeps/include (carried with the checkout).
+TOOL_FLAGS=(-DSOFTMIG_BUILD_TOOLS=OFF)
+TOOL_TARGET=()
+if [[ -d "$ROOT/.devdeps/include/CLI" ]]; then
+  TOOL_FLAGS=(-DSOFTMIG_BUILD_TOOLS=ON "-DSOFTMIG_TOOL_HEADERS=$ROOT/.devdeps/include")
+  TOOL_TARGET=(softmig_tool)
+fi
 {
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSOFTMIG_BUILD_TESTS=OFF \
-        -DSOFTMIG_BUILD_TOOLS=OFF -DSOFTMIG_BUILD_BENCH=OFF &&
+        -DSOFTMIG_BUILD_BENCH=OFF "${TOOL_FLAGS[@]}" &&
   cmake --build "$BUILD" --target softmig &&
   nvcc -O2 -std=c++17 -arch=sm_90 -o "$BUILD/gpu_programs" "$ROOT/tests/gpu/gpu_programs.cu" -lcuda -ldl
 } >> "$LOG" 2>&1 || { echo "BUILD FAILED"; tail -40 "$LOG"; exit 1; }
+if [[ ${#TOOL_TARGET[@]} -gt 0 ]]; then
+  cmake --build "$BUILD" --target softmig_tool >> "$LOG" 2>&1 || echo "softmig tool did not build: status check skipped" | tee -a "$LOG"
+fi
 LIB="$BUILD/lib/libsoftmig.so"
 PROG="$BUILD/gpu_programs"
 PY=python3
@@ -68,8 +79,9 @@ run slice-4G "${S4[@]}" SOFTMIG_SESSION=cupy -- $PY "$ROOT/tests/gpu/cupy_check.
 
 # Two processes of one job share one 4 GiB slice; nvidia-smi inside the job shows the slice;
 # NVML's own per-process numbers (read without the library) agree with the ledger.
-$PY "$ROOT/tests/gpu/share_check.py" "$LIB" >> "$LOG" 2>&1
-grep -E '^RESULT' "$LOG" | grep -E '"check": "(share|nvidia_smi|nvml_agreement|context)' | sed 's/^/slice-4G /' >> "$RES"
+SOFTMIG_TOOL="$BUILD/bin/softmig" SOFTMIG_CAPTURE="$OUT/status-capture.txt" \
+  $PY "$ROOT/tests/gpu/share_check.py" "$LIB" >> "$LOG" 2>&1
+grep -E '^RESULT' "$LOG" | grep -E '"check": "(share|nvidia_smi|nvml_agreement|status_vs_nvidia_smi|context)' | sed 's/^/slice-4G /' >> "$RES"
 
 # ---- 3. benchmarks: bare and preloaded interleaved, same card, same run ------------------
 # The hook cost measured against the fake driver (no GPU noise) is bench/run_fake.sh.
@@ -82,7 +94,6 @@ for round in 1 2 3 4 5 6 7; do
 done
 
 # In-process A/B of the launch path: the wrapper against the driver's own function.
-run bench-ab-bare -- "$PROG" bench-launch-ab
 run bench-ab-nolimit "$PRE" -- "$PROG" bench-launch-ab
 run bench-ab-limit70G "$PRE" CUDA_DEVICE_MEMORY_LIMIT=70G SOFTMIG_SESSION=benchab -- "$PROG" bench-launch-ab
 

@@ -73,6 +73,34 @@ result("nvidia_smi", inside=inside, outside=outside, apps_inside=len(apps_inside
        apps_outside=len(apps_outside))
 result("nvml_agreement", nvml_job_bytes=nvml_job, ledger_bytes=ledger,
        diff_pct=round(100.0 * abs(nvml_job - ledger) / max(nvml_job, 1), 2))
+# softmig status (the admin's view) against nvidia-smi's used memory of the job's processes.
+tool = os.environ.get("SOFTMIG_TOOL")
+if tool and os.path.exists(tool):
+    st = subprocess.run([tool, "status", "--json", "--ledger", ledger_path()], capture_output=True, text=True)
+    status_used = -1
+    try:
+        for job in json.loads(st.stdout)["jobs"]:
+            for g in job["gpus"]:
+                if g["uuid"] == uuid:
+                    status_used = g["memory_used_bytes"]
+    except (ValueError, KeyError):
+        pass
+    smi_job = 0
+    for line in apps_outside:
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) == 2 and fields[0].isdigit() and int(fields[0]) in job_pids:
+            smi_job += int(fields[1]) * MiB
+    result("status_vs_nvidia_smi", status_bytes=status_used, nvidia_smi_bytes=smi_job,
+           diff_pct=round(100.0 * abs(status_used - smi_job) / max(smi_job, 1), 2))
+    capture = os.environ.get("SOFTMIG_CAPTURE")
+    if capture:
+        table = subprocess.run([tool, "status", "--ledger", ledger_path()], capture_output=True, text=True)
+        watch = subprocess.run([tool, "status", "--watch", "--count", "1", "--ledger", ledger_path()],
+                               capture_output=True, text=True)
+        with open(capture, "w") as f:
+            f.write("$ softmig status\n" + table.stdout + "\n$ softmig status --watch (one refresh, escape codes removed)\n")
+            import re
+            f.write(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", watch.stdout))
 for p in (a, b):
     p.stdin.close()
     p.wait(timeout=60)

@@ -88,6 +88,11 @@ a = get("slice-4G", "nvml_agreement")
 if a:
     rows.append(("NVML vs ledger", verdict(a["diff_pct"] <= 2.0),
                  "NVML %.0f MiB, ledger %.0f MiB, diff %.2f %%" % (a["nvml_job_bytes"] / MiB, a["ledger_bytes"] / MiB, a["diff_pct"])))
+st = get("slice-4G", "status_vs_nvidia_smi")
+if st:
+    rows.append(("softmig status vs nvidia-smi", verdict(st["diff_pct"] <= 2.0),
+                 "status %.0f MiB, nvidia-smi %.0f MiB, diff %.2f %%" %
+                 (st["status_bytes"] / MiB, st["nvidia_smi_bytes"] / MiB, st["diff_pct"])))
 if ctx:
     rows.append(("context memory (torch)", "INFO", "%.0f MiB per process" % (ctx_bytes / MiB)))
 if bare_slice:
