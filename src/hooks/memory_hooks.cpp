@@ -10,6 +10,7 @@
 #include "core/array_size.hpp"
 #include "hooks/handlers.hpp"
 #include "hooks/runtime.hpp"
+#include "platform/log.hpp"
 
 namespace softmig::hooks {
 namespace {
@@ -26,8 +27,15 @@ struct AllocResult {
 /// result and key.
 template <typename Alloc>
 CUresult charged(int ordinal, std::uint64_t bytes, PointerMap& map, Alloc&& alloc) noexcept {
-  GpuState* g = limits_active() ? gpu(ordinal) : nullptr;
-  if (g == nullptr) return alloc().rc;  // no limit here, or no valid device: the driver decides
+  if (!limits_active() || ordinal < 0) return alloc().rc;  // no limit, or no device: the driver decides
+  GpuState* g = gpu(ordinal);
+  if (g == nullptr) {
+    // A device softmig cannot identify (no UUID, or beyond the devices it tracks) cannot be
+    // accounted: refuse rather than let the allocation pass uncounted.
+    platform::log_error("cannot identify CUDA device %d; refusing %llu bytes", ordinal,
+                        static_cast<unsigned long long>(bytes));
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  }
   if (!reserve(*g, bytes)) return CUDA_ERROR_OUT_OF_MEMORY;
   const AllocResult r = alloc();
   if (r.rc != CUDA_SUCCESS) {
