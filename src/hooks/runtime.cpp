@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -165,15 +166,27 @@ bool nvml_self_used(const char* uuid, std::uint64_t& bytes) noexcept {
   if (by_uuid == nullptr || procs == nullptr) return false;
   nvmlDevice_t dev = nullptr;
   if (by_uuid(uuid, &dev) != NVML_SUCCESS) return false;
-  nvmlProcessInfo_t infos[256];
-  unsigned count = 256;
-  if (procs(dev, &count, infos) != NVML_SUCCESS) return false;
+  // The GPU's process list. A stack array would have to be small (threads may have small
+  // stacks): with more processes on the GPU than it holds NVML refuses, and every context would
+  // then be charged the 512 MiB estimate (found by tests/reliability, 256 processes in a job).
+  // One static list, taken with a try-lock; a thread that finds it busy uses a small stack list.
+  constexpr unsigned kSmall = 64;
+  constexpr unsigned kLarge = 4096;
+  static nvmlProcessInfo_t large[kLarge];
+  static std::atomic_flag large_busy = ATOMIC_FLAG_INIT;
+  nvmlProcessInfo_t small[kSmall];
+  const bool use_large = !large_busy.test_and_set(std::memory_order_acquire);
+  nvmlProcessInfo_t* infos = use_large ? large : small;
+  unsigned count = use_large ? kLarge : kSmall;
+  const unsigned capacity = count;
+  const bool ok = procs(dev, &count, infos) == NVML_SUCCESS;
   const auto self = static_cast<unsigned>(getpid());
   bytes = 0;
-  for (unsigned i = 0; i < count && i < 256; ++i) {
+  for (unsigned i = 0; ok && i < count && i < capacity; ++i) {
     if (infos[i].pid == self && infos[i].usedGpuMemory != ~0ULL) bytes = infos[i].usedGpuMemory;
   }
-  return true;
+  if (use_large) large_busy.clear(std::memory_order_release);
+  return ok;
 }
 
 /// A read-only view of the ledger for processes that only report (nvidia-smi).
