@@ -15,6 +15,7 @@ RES="$OUT/results.txt"
 : > "$RES"
 # Never use NVLink multicast on shared machines.
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+ulimit -c 0  # the chaos run sends SIGSEGV: no core files
 export PYTHONPATH="$ROOT/tests/gpu${PYTHONPATH:+:$PYTHONPATH}"
 unset CUDA_DEVICE_MEMORY_LIMIT CUDA_DEVICE_SM_LIMIT SLURM_JOB_ID
 
@@ -82,6 +83,10 @@ run slice-4G "${S4[@]}" SOFTMIG_SESSION=cupy -- $PY "$ROOT/tests/gpu/cupy_check.
 SOFTMIG_TOOL="$BUILD/bin/softmig" SOFTMIG_CAPTURE="$OUT/status-capture.txt" \
   $PY "$ROOT/tests/gpu/share_check.py" "$LIB" >> "$LOG" 2>&1
 grep -E '^RESULT' "$LOG" | grep -E '"check": "(share|nvidia_smi|nvml_agreement|status_vs_nvidia_smi|context)' | sed 's/^/slice-4G /' >> "$RES"
+
+# A shortened chaos run: real PyTorch processes killed at random while they allocate.
+$PY "$ROOT/tests/gpu/chaos_check.py" "$LIB" 100 >> "$LOG" 2>&1
+grep -E '^RESULT' "$LOG" | grep '"check": "chaos"' | sed 's/^/slice-8G /' >> "$RES"
 
 # ---- 3. benchmarks: bare and preloaded interleaved, same card, same run ------------------
 # The hook cost measured against the fake driver (no GPU noise) is bench/run_fake.sh.

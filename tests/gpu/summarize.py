@@ -88,6 +88,12 @@ a = get("slice-4G", "nvml_agreement")
 if a:
     rows.append(("NVML vs ledger", verdict(a["diff_pct"] <= 2.0),
                  "NVML %.0f MiB, ledger %.0f MiB, diff %.2f %%" % (a["nvml_job_bytes"] / MiB, a["ledger_bytes"] / MiB, a["diff_pct"])))
+ch = get("slice-8G", "chaos")
+if ch:
+    rows.append(("chaos, torch, 8G slice", verdict(ch["ok"]),
+                 "%d kills %s in %.0f s; then 2048+4608 MiB holders %s; ledger %.0f MiB vs NVML %.0f MiB (%.2f %%)" %
+                 (ch["kills"], json.dumps(ch["by_kind"]), ch["seconds"], ch["holders"],
+                  ch["ledger_live_bytes"] / MiB, ch["nvml_bytes"] / MiB, ch["diff_pct"])))
 st = get("slice-4G", "status_vs_nvidia_smi")
 if st:
     rows.append(("softmig status vs nvidia-smi", verdict(st["diff_pct"] <= 2.0),
