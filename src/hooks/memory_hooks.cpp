@@ -54,15 +54,19 @@ template <typename Free>
 CUresult uncharged(std::uint64_t key, PointerMap& map, Free&& free) noexcept {
   Charge c{};
   if (!limits_active() || !map.take(key, c)) return free();
+  // `committed` drops before the driver frees, so that a concurrent measurement of driver
+  // overhead (NVML usage minus committed) can only overestimate it while the free is in flight:
+  // the other order let a thread see the driver's lower usage with the old committed, undercount
+  // the overhead and grant past the slice (tests/reliability, 64 threads).
+  GpuState* g = gpu(c.device);
+  if (g != nullptr) committed_sub(*g, c.bytes);
   const CUresult rc = free();
   if (rc != CUDA_SUCCESS) {
+    if (g != nullptr) committed_add(*g, c.bytes);
     map.insert(key, c);  // still allocated
     return rc;
   }
-  if (GpuState* g = gpu(c.device)) {
-    committed_sub(*g, c.bytes);
-    release(*g, c.bytes);
-  }
+  if (g != nullptr) release(*g, c.bytes);
   return rc;
 }
 
@@ -93,7 +97,7 @@ void clamp_reported(Size* free, Size* total, int ordinal) noexcept {
   const std::uint64_t used = job_used(*g);
   std::uint64_t f = t > used ? t - used : 0;
   if (f > phys_free) f = phys_free;  // never promise more than the GPU has left
-  constexpr std::uint64_t kMax = static_cast<std::uint64_t>(static_cast<Size>(~Size{0}));
+  constexpr auto kMax = static_cast<std::uint64_t>(static_cast<Size>(~Size{0}));
   *total = static_cast<Size>(t < kMax ? t : kMax);
   *free = static_cast<Size>(f < kMax ? f : kMax);
 }
@@ -124,14 +128,18 @@ CUresult pitch_alloc(Ptr* dptr, Size* pPitch, std::uint64_t width, std::uint64_t
   pointer_charges().take(static_cast<std::uint64_t>(*dptr), c);
   if (actual > estimate && !reserve(*g, actual - estimate)) {
     // The real pitch does not fit the slice: undo the allocation entirely.
+    committed_sub(*g, estimate);  // before the free, as in uncharged()
     forward<Sym::cuMemFree_v2>(static_cast<CUdeviceptr>(*dptr));
-    committed_sub(*g, estimate);
     release(*g, estimate);
     return CUDA_ERROR_OUT_OF_MEMORY;
   }
   if (actual < estimate) release(*g, estimate - actual);
-  committed_sub(*g, estimate);
-  committed_add(*g, actual);
+  // One step from the estimate to the real size: never below what the driver holds.
+  if (actual > estimate) {
+    committed_add(*g, actual - estimate);
+  } else {
+    committed_sub(*g, estimate - actual);
+  }
   pointer_charges().insert(static_cast<std::uint64_t>(*dptr), Charge{actual, ordinal});
   return rc;
 }

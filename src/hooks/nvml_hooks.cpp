@@ -120,11 +120,14 @@ nvmlReturn_t Handler<Sym::nvmlDeviceGetMemoryInfo_v2>::call(nvmlDevice_t device,
   return rc;
 }
 
+// `info` is a type name: it cannot be parenthesised.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define SOFTMIG_PROCESS_LIST(sym, info)                                                   \
   nvmlReturn_t Handler<Sym::sym>::call(nvmlDevice_t device, unsigned int* infoCount,       \
                                        info* infos) noexcept {                            \
     return filtered_processes<Sym::sym>(device, infoCount, infos);                        \
   }
+// NOLINTEND(bugprone-macro-parentheses)
 SOFTMIG_PROCESS_LIST(nvmlDeviceGetComputeRunningProcesses, nvmlProcessInfo_v1_t)
 SOFTMIG_PROCESS_LIST(nvmlDeviceGetComputeRunningProcesses_v2, nvmlProcessInfo_v2_t)
 SOFTMIG_PROCESS_LIST(nvmlDeviceGetComputeRunningProcesses_v3, nvmlProcessInfo_t)

@@ -2,13 +2,18 @@
 #include "hooks/preload_chain.hpp"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <link.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
+#include <string_view>
 
 #include "hooks/resolver.hpp"
 #include "platform/env.hpp"
 #include "platform/files.hpp"
+#include "platform/once.hpp"
 
 namespace softmig::hooks {
 namespace {
@@ -52,6 +57,56 @@ struct PreloadNames {
   }
 };
 
+/// LD_PRELOAD as the dynamic loader saw it, from the environment the process started with
+/// (/proc/self/environ), read once. What was preloaded cannot change later, so the program's own
+/// setenv("LD_PRELOAD", ...) must not change the chain: a library the program loads could
+/// otherwise claim to come after softmig and be handed the driver's functions
+/// (tests/reliability, tamper.dlsym). Falls back to the current environment without /proc.
+const char* initial_ld_preload() noexcept {
+  static platform::Once once;
+  static char value[4096];
+  static bool found = false;
+  static bool readable = false;
+  once.run([] {
+    const int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    readable = true;
+    constexpr std::string_view kKey = "LD_PRELOAD=";
+    std::size_t matched = 0;
+    std::size_t len = 0;
+    bool at_start = true;
+    bool done = false;
+    char buf[1024];
+    while (!done) {
+      const ssize_t n = read(fd, buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      for (ssize_t i = 0; i < n && !done; ++i) {
+        const char c = buf[i];
+        if (found) {  // inside the value
+          if (c == '\0') {
+            done = true;
+          } else if (len + 1 < sizeof(value)) {
+            value[len++] = c;
+          }
+        } else if (c == '\0') {
+          matched = 0;
+          at_start = true;
+        } else if (at_start && c == kKey[matched]) {
+          found = ++matched == kKey.size();
+        } else {
+          at_start = false;
+          matched = 0;
+        }
+      }
+    }
+    value[len] = '\0';
+    close(fd);
+  });
+  if (!readable) return platform::env("LD_PRELOAD");
+  return found ? value : nullptr;
+}
+
 const char* object_of(const void* addr) noexcept {
   Dl_info info{};
   return dladdr(addr, &info) != 0 ? info.dli_fname : nullptr;
@@ -62,7 +117,7 @@ const char* object_of(const void* addr) noexcept {
 PreloadChain::PreloadChain() noexcept {
   PreloadNames names;
   std::size_t used = 0;
-  names.add_list(platform::env("LD_PRELOAD"), used);
+  names.add_list(initial_ld_preload(), used);
   char file[2048];
   if (platform::read_file("/etc/ld.so.preload", file, sizeof(file)) > 0) names.add_list(file, used);
   if (names.count == 0) return;

@@ -82,7 +82,7 @@ class LedgerLock {
   LedgerLock(const LedgerLock&) = delete;
   LedgerLock& operator=(const LedgerLock&) = delete;
   explicit operator bool() const noexcept { return held_; }
-  core::Ledger ledger() const noexcept { return core::Ledger(*p_.region.region(), p_.live); }
+  core::Ledger ledger() const noexcept { return {*p_.region.region(), p_.live}; }
 
  private:
   Process& p_;
@@ -292,12 +292,16 @@ void release(GpuState& gs, std::uint64_t bytes) noexcept {
   }
 }
 
-void committed_add(GpuState& gs, std::uint64_t bytes) noexcept { gs.committed.fetch_add(bytes); }
+void committed_add(GpuState& gs, std::uint64_t bytes) noexcept {
+  gs.committed.fetch_add(bytes);
+  gs.committed_changes.fetch_add(1);  // after the change: see measure_overhead
+}
 
 void committed_sub(GpuState& gs, std::uint64_t bytes) noexcept {
   std::uint64_t cur = gs.committed.load();
   while (!gs.committed.compare_exchange_weak(cur, cur > bytes ? cur - bytes : 0)) {
   }
+  gs.committed_changes.fetch_add(1);
 }
 
 void measure_overhead(GpuState& gs, bool force) noexcept {
@@ -306,15 +310,32 @@ void measure_overhead(GpuState& gs, bool force) noexcept {
   const std::int64_t now = now_ns();
   if (!force && now - gs.last_measure_ns.load() < kMeasureIntervalNs) return;
   gs.last_measure_ns = now;
+  // Overhead = the driver's usage of this process (NVML) minus what its allocations hold. The
+  // two are read at different instants while other threads allocate and free; `committed`
+  // only ever holds allocations the driver holds too (it grows after the driver allocates and
+  // shrinks before the driver frees), so a reading during which `committed` did not change can
+  // only overestimate the overhead. A reading during which it changed (three tries) may
+  // underestimate it, and is then not allowed to lower the recorded overhead: an undercounted
+  // overhead would let the process allocate past its slice (tests/reliability, 64 threads).
   std::uint64_t used = 0;
   std::uint64_t overhead = 0;
-  if (nvml_self_used(gs.uuid, used)) {
+  bool consistent = true;
+  bool measured = false;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    const std::uint64_t changes = gs.committed_changes.load();
     const std::uint64_t mine = gs.committed.load();
+    measured = nvml_self_used(gs.uuid, used);
+    if (!measured) break;
     overhead = used > mine ? used - mine : 0;
-  } else {
-    overhead = kContextEstimate * gs.contexts.load();
+    consistent = gs.committed_changes.load() == changes;
+    if (consistent) break;
   }
+  if (!measured) overhead = kContextEstimate * gs.contexts.load();
   LedgerLock lock(p);
+  if (lock && !consistent) {
+    const std::uint64_t recorded = core::load_u64(p.region.region()->slots[p.slot].overhead[gs.ledger_dev]);
+    if (recorded > overhead) overhead = recorded;
+  }
   if (lock) lock.ledger().set_overhead(p.slot, gs.ledger_dev, overhead);
   platform::log_debug("%s: driver overhead of this process %llu bytes", gs.uuid,
                       static_cast<unsigned long long>(overhead));

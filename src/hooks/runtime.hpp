@@ -24,6 +24,7 @@ struct GpuState {
   core::DeviceLimit limit;
   char uuid[core::kUuidChars] = {};
   std::atomic<std::uint64_t> committed{0};     ///< bytes of this process's live allocations
+  std::atomic<std::uint64_t> committed_changes{0};  ///< bumped after every change of `committed`
   std::atomic<std::uint64_t> pending_release{0};  ///< frees not yet recorded (lock timed out)
   std::atomic<std::int64_t> last_measure_ns{0};
   std::atomic<unsigned> contexts{0};            ///< contexts created here (estimate fallback)

@@ -80,7 +80,7 @@ bool SharedRegion::attach(const char* path, const char* lock_path, std::string_v
     log_error("ledger %s is not private to this user (uid %u, mode %o); not used", path,
               static_cast<unsigned>(st.st_uid), static_cast<unsigned>(st.st_mode & 0777));
   } else {
-    std::size_t size = static_cast<std::size_t>(st.st_size);
+    auto size = static_cast<std::size_t>(st.st_size);
     if (size == 0 && create && ftruncate(fd, sizeof(core::LedgerRegion)) == 0) size = sizeof(core::LedgerRegion);
     const std::size_t map_len = size < sizeof(core::LedgerRegion) ? size : sizeof(core::LedgerRegion);
     void* p = map_len == 0 ? MAP_FAILED

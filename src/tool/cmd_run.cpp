@@ -24,8 +24,6 @@
 #include "tool/run_environment.hpp"
 #include "tool/tool_error.hpp"
 
-extern char** environ;
-
 namespace softmig::tool {
 namespace {
 

@@ -51,7 +51,7 @@ class Doctor {
 
   std::vector<Finding> run() {
     for (const auto& name : doctor_checks()) {
-      if (o_.skip.count(name) != 0) {
+      if (o_.skip.contains(name)) {
         add(Verdict::kSkipped, name, "skipped (--skip)");
         continue;
       }

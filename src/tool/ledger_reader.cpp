@@ -93,7 +93,7 @@ std::vector<std::string> numbered_dirs(const std::string& parent, std::string_vi
 std::string job_config_file(const std::string& config_dir, const std::string& job) {
   if (!core::is_decimal_id(job)) return {};
   std::error_code ec;
-  const std::string plain = fmt::format("{}/{}.conf", config_dir, job);
+  std::string plain = fmt::format("{}/{}.conf", config_dir, job);
   if (fs::is_regular_file(plain, ec)) return plain;
   for (const auto& e : fs::directory_iterator(config_dir, ec)) {
     const std::string name = e.path().filename().string();

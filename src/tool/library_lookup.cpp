@@ -54,12 +54,12 @@ std::vector<std::string> default_library_candidates(const LibrarySearch& search)
 std::string resolve_library(const LibrarySearch& search,
                             const std::function<bool(const std::string&)>& is_file) {
   if (!search.flag.empty()) {
-    const std::string path = absolute_from(search.flag, search.cwd);
+    std::string path = absolute_from(search.flag, search.cwd);
     if (!is_file(path)) throw ToolError(kExitFailure, fmt::format("--library '{}': no such file", search.flag));
     return path;
   }
   if (!search.env.empty()) {
-    const std::string path = absolute_from(search.env, search.cwd);
+    std::string path = absolute_from(search.env, search.cwd);
     if (!is_file(path)) throw ToolError(kExitFailure, fmt::format("SOFTMIG_LIBRARY='{}': no such file", search.env));
     return path;
   }
