@@ -26,5 +26,6 @@ Command add_doctor_command(CLI::App& parent);
 Command add_metrics_command(CLI::App& parent);
 Command add_install_preload_command(CLI::App& parent);
 Command add_remove_preload_command(CLI::App& parent);
+Command add_slurm_command(CLI::App& parent);
 
 }  // namespace softmig::tool

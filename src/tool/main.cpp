@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   commands.push_back(add_metrics_command(app));
   commands.push_back(add_install_preload_command(app));
   commands.push_back(add_remove_preload_command(app));
+  commands.push_back(add_slurm_command(app));
 
   try {
     app.parse(argc, argv);

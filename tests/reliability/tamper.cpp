@@ -101,8 +101,12 @@ bool setup_job() {
   return true;
 }
 
+/// The id of the "other job" whose file attempt_slurm_vars plants, for the tamper process `pid`.
+std::string other_job_id(pid_t pid) { return "98" + std::to_string(pid); }
+
 void cleanup_job() {
   if (!g_job.conf.empty()) ::unlink(g_job.conf.c_str());
+  ::unlink((std::string(SOFTMIG_TEST_CONFIG_DIR) + "/" + other_job_id(getpid()) + ".conf").c_str());
   for (const std::string& f : g_job.extra_files) ::unlink(f.c_str());
   if (!g_job.cgroup.empty()) {
     for (int i = 0; i < 100 && ::rmdir(g_job.cgroup.c_str()) != 0 && errno == EBUSY; ++i) sleep_ms(10);
@@ -233,9 +237,9 @@ int attempt_env_limits() {
 int attempt_slurm_vars() {
   Tally t{"slurm-vars"};
   // Another job with a large slice, whose root-owned file exists: naming it must not help.
-  const std::string other = "98" + std::to_string(getpid());
+  // The attempts run in a child: the name derives from the parent's pid, which removes it.
+  const std::string other = other_job_id(getppid());
   const std::string other_conf = std::string(SOFTMIG_TEST_CONFIG_DIR) + "/" + other + ".conf";
-  g_job.extra_files.push_back(other_conf);
   write_root_file(other_conf, "CUDA_DEVICE_MEMORY_LIMIT=16G\n", 0644);
   return env_attempts(t, {
       {"SLURM_JOB_ID of another job with a 16G slice", {"SLURM_JOB_ID=" + other}},
