@@ -142,8 +142,13 @@ bool Limits::apply(std::string_view key, std::string_view value, LimitIssues& is
       }
       if (spec == nullptr) {
         if (uuid_count_ >= kMaxDevices) {
-          issues.add("%.*s: too many per-UUID limits (at most %u); the global limit applies",
+          // The limit of a GPU that cannot be recorded cannot be enforced: dropping it could
+          // lift that GPU's limit (found by tests/fuzz/fuzz_limits), so the whole file fails
+          // closed.
+          issues.add("%.*s: more than %u per-UUID limits; allowing 0 bytes and 1 %% on every GPU "
+                     "until the file is fixed",
                      static_cast<int>(key.size()), key.data(), kMaxDevices);
+          fail_closed_ = true;
           return true;
         }
         UuidEntry& e = by_uuid_[uuid_count_++];

@@ -30,6 +30,7 @@ namespace {
 namespace core = softmig::core;
 
 constexpr std::string_view kMemKey = "CUDA_DEVICE_MEMORY_LIMIT";
+constexpr std::string_view kSmKey = "CUDA_DEVICE_SM_LIMIT";
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
@@ -58,7 +59,37 @@ struct Model {
   std::map<std::string, std::optional<std::uint64_t>> uuid;  // lower-cased UUID
   std::vector<std::string> uuid_spelling;                    // as written, in order
   std::vector<std::pair<std::string, std::string>> pairs;    // every KEY=VALUE, for the env check
+  std::map<std::string, bool> uuid_keys;  // every UUID a memory or SM key named (one shared table)
+  bool overflow = false;  // more distinct UUIDs than the table holds: the file fails closed
 };
+
+bool is_uuid_selector(std::string_view suffix) {
+  // A NUL byte cannot be part of a GPU's UUID (they are C strings everywhere else).
+  return suffix.size() > 4 && suffix.size() < core::kUuidChars && suffix.find('\0') == std::string_view::npos &&
+         (suffix.substr(0, 4) == "GPU-" || suffix.substr(0, 4) == "MIG-");
+}
+
+/// Records the UUID a key names in the model's shared UUID table, as the parser does.
+void note_uuid_key(Model& m, std::string_view key) {
+  std::string_view suffix;
+  if (key.substr(0, kMemKey.size()) == kMemKey) {
+    suffix = key.substr(kMemKey.size());
+  } else if (key.substr(0, kSmKey.size()) == kSmKey) {
+    suffix = key.substr(kSmKey.size());
+  } else {
+    return;
+  }
+  if (suffix.empty() || suffix.front() != '_') return;
+  suffix.remove_prefix(1);
+  if (!is_uuid_selector(suffix)) return;
+  const std::string k = lower(suffix);
+  if (m.uuid_keys.count(k) != 0) return;
+  if (m.uuid_keys.size() >= core::kMaxDevices) {
+    m.overflow = true;
+    return;
+  }
+  m.uuid_keys[k] = true;
+}
 
 void keep_smaller(std::optional<std::uint64_t>& slot, std::uint64_t v) {
   if (!slot || v < *slot) slot = v;
@@ -85,6 +116,7 @@ Model build_model(std::string_view text) {
     const std::string_view key = trim(line.substr(0, eq));
     const std::string_view value = line.substr(eq + 1);
     m.pairs.emplace_back(std::string(key), std::string(value));
+    note_uuid_key(m, key);
     if (key.substr(0, kMemKey.size()) != kMemKey) continue;
     std::string_view suffix = key.substr(kMemKey.size());
     if (suffix.empty()) {
@@ -103,11 +135,7 @@ Model build_model(std::string_view text) {
       if (n < core::kMaxDevices) model_value(m.ordinal[n], value);
       continue;
     }
-    // A NUL byte cannot be part of a GPU's UUID (they are C strings everywhere else).
-    const bool is_uuid = suffix.size() > 4 && suffix.size() < core::kUuidChars &&
-                         suffix.find('\0') == std::string_view::npos &&
-                         (suffix.substr(0, 4) == "GPU-" || suffix.substr(0, 4) == "MIG-");
-    if (!is_uuid) continue;
+    if (!is_uuid_selector(suffix)) continue;
     const std::string k = lower(suffix);
     if (m.uuid.count(k) == 0) {
       if (m.uuid.size() >= core::kMaxDevices) continue;  // beyond the table: global applies
@@ -122,6 +150,11 @@ Model build_model(std::string_view text) {
 void check_device(const core::Limits& limits, const Model& m, int ordinal, const std::string& uuid) {
   const core::DeviceLimit got = limits.resolve(ordinal, uuid);
   FUZZ_CHECK(got.sm_percent >= 1 && got.sm_percent <= 100, "compute share %u", got.sm_percent);
+  if (m.overflow) {  // a GPU's limit could not be recorded: every GPU fails closed
+    FUZZ_CHECK(got.memory_bytes == std::optional<std::uint64_t>(0) && got.sm_percent == 1,
+               "device %d '%s': more UUID keys than the table holds, yet not failed closed", ordinal, uuid.c_str());
+    return;
+  }
   if (got.limited()) FUZZ_CHECK(limits.any(), "device %d limited but any() is false", ordinal);
   // The winning layer, most specific first.
   std::optional<std::uint64_t> want = m.global;

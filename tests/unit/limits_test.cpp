@@ -254,7 +254,7 @@ TEST(Limits, UnknownSelectorIsReported) {
   }
 }
 
-TEST(Limits, TooManyUuidKeysAreReported) {
+TEST(Limits, TooManyUuidKeysFailClosed) {
   std::string text;
   for (int i = 0; i < 17; ++i) {
     char key[96];
@@ -264,9 +264,12 @@ TEST(Limits, TooManyUuidKeysAreReported) {
   LimitIssues issues;
   const Limits l = parse(text, issues);
   ASSERT_EQ(issues.count, 1U) << all_issues(issues);
-  EXPECT_TRUE(has_issue(issues, "too many per-UUID limits")) << all_issues(issues);
-  EXPECT_EQ(l.resolve(0, "GPU-00000015-0000-0000-0000-000000000000").memory_bytes, 16 * GiB);
-  EXPECT_FALSE(l.resolve(0, "GPU-00000016-0000-0000-0000-000000000000").memory_bytes.has_value());
+  EXPECT_TRUE(has_issue(issues, "more than 16 per-UUID limits")) << all_issues(issues);
+  // The 17th GPU's limit cannot be recorded, so no GPU keeps a usable limit: 0 bytes, 1 %.
+  for (const char* uuid : {"GPU-00000015-0000-0000-0000-000000000000", "GPU-00000016-0000-0000-0000-000000000000"}) {
+    EXPECT_EQ(l.resolve(0, uuid).memory_bytes, 0U) << uuid;
+    EXPECT_EQ(l.resolve(0, uuid).sm_percent, 1U) << uuid;
+  }
 }
 
 TEST(Limits, FailClosedRefusesEverything) {
