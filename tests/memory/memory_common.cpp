@@ -422,4 +422,62 @@ double now_ms() {
   return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
 }
 
+ChurnDevice open_churn_device() {
+  open_device(0);
+  ChurnDevice d;
+  MT_CU(cuStreamCreate(&d.stream, 0));
+  MT_CU(cuDeviceGetDefaultMemPool(&d.pool, 0));
+  return d;
+}
+
+CUresult churn_alloc(const ChurnDevice& d, Kind kind, std::uint64_t bytes, std::uint64_t& key) {
+  CUdeviceptr p = 0;
+  CUresult rc = CUDA_SUCCESS;
+  switch (kind) {
+    case kLinear: rc = cuMemAlloc_v2(&p, bytes); break;
+    case kManaged: rc = cuMemAllocManaged(&p, bytes, kAttachGlobal); break;
+    case kAsync: rc = cuMemAllocAsync(&p, bytes, d.stream); break;
+    case kPool: rc = cuMemAllocFromPoolAsync(&p, bytes, d.pool, d.stream); break;
+    case kVmm: {
+      CUmemAllocationProp prop{};
+      prop.type = kAllocationPinned;
+      prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+      prop.location.id = 0;
+      CUmemGenericAllocationHandle h = 0;
+      rc = cuMemCreate(&h, (bytes + 2 * kMiB - 1) / (2 * kMiB) * (2 * kMiB), &prop, 0);
+      p = h;
+      break;
+    }
+    case kArray: {
+      CUDA_ARRAY_DESCRIPTOR desc{};
+      desc.Width = 1024;
+      desc.Height = bytes / 4096 + 1;
+      desc.Format = kFormatFloat;
+      desc.NumChannels = 1;
+      CUarray arr = nullptr;
+      rc = cuArrayCreate_v2(&arr, &desc);
+      p = reinterpret_cast<std::uint64_t>(arr);
+      break;
+    }
+    case kPitch: {
+      std::size_t pitch = 0;
+      rc = cuMemAllocPitch_v2(&p, &pitch, 1 + bytes % 16384, bytes / 16384 + 1, 4);
+      break;
+    }
+    case kKinds: break;
+  }
+  key = p;
+  return rc;
+}
+
+CUresult churn_free(const ChurnDevice& d, const Live& l) {
+  switch (l.kind) {
+    case kAsync:
+    case kPool: return cuMemFreeAsync(l.key, d.stream);
+    case kVmm: return cuMemRelease(l.key);
+    case kArray: return cuArrayDestroy(reinterpret_cast<CUarray>(l.key));
+    default: return cuMemFree_v2(l.key);
+  }
+}
+
 }  // namespace memtest

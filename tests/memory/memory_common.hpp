@@ -176,6 +176,28 @@ struct Pipe {
 };
 
 /// Sleeps for `ms` milliseconds.
+/// Allocation paths the churning tests (kill loops, chaos) pick from at random.
+enum Kind { kLinear, kManaged, kAsync, kPool, kVmm, kArray, kPitch, kKinds };
+
+/// One live allocation of a churning process: its path and the address or handle to free.
+struct Live {
+  Kind kind;
+  std::uint64_t key;
+};
+
+/// What the churning paths need besides a context: a stream and the device's default pool.
+struct ChurnDevice {
+  CUstream stream = nullptr;
+  CUmemoryPool pool = nullptr;
+};
+
+/// Opens device 0 (context current) with a stream and its default pool.
+ChurnDevice open_churn_device();
+/// Allocates `bytes` through path `kind`; `key` identifies it for churn_free.
+CUresult churn_alloc(const ChurnDevice& d, Kind kind, std::uint64_t bytes, std::uint64_t& key);
+/// Frees an allocation made by churn_alloc with the matching call.
+CUresult churn_free(const ChurnDevice& d, const Live& l);
+
 void sleep_ms(double ms);
 /// Milliseconds since an arbitrary start.
 double now_ms();

@@ -110,58 +110,17 @@ struct Shared {
   std::atomic<std::uint64_t> allocations, refusals, launches;
 };
 
-struct Live {
-  int kind;  // 0 linear, 1 managed, 2 async, 3 vmm, 4 pitch
-  std::uint64_t key;
-};
+/// The allocation paths the chaos workers use (tests/memory's churn_alloc / churn_free).
+constexpr Kind kChaosKinds[] = {kLinear, kManaged, kAsync, kVmm, kPitch};
 
+/// A churning device plus the module whose kernel the workers launch.
 struct Gpu {
-  CUstream stream = nullptr;
+  ChurnDevice dev;
   CUmodule module = nullptr;
   CUfunction fn = nullptr;
 };
 
-Gpu open_gpu() {
-  open_device(0);
-  Gpu g;
-  MT_CU(cuStreamCreate(&g.stream, 0));
-  return g;
-}
-
-CUresult alloc_kind(const Gpu& g, int kind, std::uint64_t bytes, std::uint64_t& key) {
-  CUdeviceptr p = 0;
-  CUresult rc = CUDA_SUCCESS;
-  switch (kind) {
-    case 0: rc = cuMemAlloc_v2(&p, bytes); break;
-    case 1: rc = cuMemAllocManaged(&p, bytes, kAttachGlobal); break;
-    case 2: rc = cuMemAllocAsync(&p, bytes, g.stream); break;
-    case 3: {
-      CUmemAllocationProp prop{};
-      prop.type = kAllocationPinned;
-      prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-      prop.location.id = 0;
-      CUmemGenericAllocationHandle h = 0;
-      rc = cuMemCreate(&h, (bytes + 2 * kMiB - 1) / (2 * kMiB) * (2 * kMiB), &prop, 0);
-      p = h;
-      break;
-    }
-    default: {
-      std::size_t pitch = 0;
-      rc = cuMemAllocPitch_v2(&p, &pitch, 1 + bytes % 16384, bytes / 16384 + 1, 4);
-      break;
-    }
-  }
-  key = p;
-  return rc;
-}
-
-CUresult free_kind(const Gpu& g, const Live& l) {
-  switch (l.kind) {
-    case 2: return cuMemFreeAsync(l.key, g.stream);
-    case 3: return cuMemRelease(l.key);
-    default: return cuMemFree_v2(l.key);
-  }
-}
+Gpu open_gpu() { return Gpu{open_churn_device()}; }
 
 /// A kernel launch on the fake: load a module once, then launch its function.
 void launch(Gpu& g, Shared* sh) {
@@ -169,7 +128,7 @@ void launch(Gpu& g, Shared* sh) {
     MT_CU(cuModuleLoadData(&g.module, "chaos-image"));
     MT_CU(cuModuleGetFunction(&g.fn, g.module, "kernel"));
   }
-  MT_CU(cuLaunchKernel(g.fn, 4, 1, 1, 128, 1, 1, 0, g.stream, nullptr, nullptr));
+  MT_CU(cuLaunchKernel(g.fn, 4, 1, 1, 128, 1, 1, 0, g.dev.stream, nullptr, nullptr));
   sh->launches.fetch_add(1);
 }
 
@@ -190,23 +149,23 @@ int worker(Shared* sh, int w, std::uint64_t seed, Mode mode, int ops) {
     }
     const unsigned what = static_cast<unsigned>(rng() % 8);
     if (what < 4 && live.size() < 10) {
-      const int kind = static_cast<int>(rng() % 5);
+      const Kind kind = kChaosKinds[rng() % 5];
       const std::uint64_t bytes = 1 + rng() % (96 * kMiB);
       std::uint64_t key = 0;
       sh->phase[w] = kAlloc;
-      const CUresult rc = alloc_kind(g, kind, bytes, key);
+      const CUresult rc = churn_alloc(g.dev, kind, bytes, key);
       sh->phase[w] = kIdle;
       if (rc == CUDA_SUCCESS) {
         live.push_back({kind, key});
         sh->allocations.fetch_add(1);
       } else {
-        MT_CHECK(rc == CUDA_ERROR_OUT_OF_MEMORY, "allocation kind %d of %" PRIu64 " bytes returned %d", kind, bytes, rc);
+        MT_CHECK(rc == CUDA_ERROR_OUT_OF_MEMORY, "allocation kind %d of %" PRIu64 " bytes returned %d", static_cast<int>(kind), bytes, rc);
         sh->refusals.fetch_add(1);
       }
     } else if (what < 6 && !live.empty()) {
       const std::size_t i = rng() % live.size();
       sh->phase[w] = kFree;
-      MT_CU(free_kind(g, live[i]));
+      MT_CU(churn_free(g.dev, live[i]));
       sh->phase[w] = kIdle;
       live[i] = live.back();
       live.pop_back();
@@ -223,20 +182,20 @@ int worker(Shared* sh, int w, std::uint64_t seed, Mode mode, int ops) {
 int survivor(Shared* sh, int i) {
   Gpu g = open_gpu();
   std::uint64_t key = 0;
-  MT_CU(alloc_kind(g, i == 0 ? 0 : 3, kBlock, key));
-  MT_CU(alloc_kind(g, 1, 64 * kMiB, key));
+  MT_CU(churn_alloc(g.dev, i == 0 ? kLinear : kVmm, kBlock, key));
+  MT_CU(churn_alloc(g.dev, kManaged, 64 * kMiB, key));
   sh->held[i] = kBlock + 64 * kMiB;
   launch(g, sh);
   sh->ready[i] = 1;
   for (std::uint64_t n = 0; sh->quiesce.load() == 0; ++n) {
-    const int kind = static_cast<int>(n % 4);
-    const CUresult rc = alloc_kind(g, kind, 16 * kMiB, key);
+    const Kind kind = kChaosKinds[n % 4];
+    const CUresult rc = churn_alloc(g.dev, kind, 16 * kMiB, key);
     if (rc == CUDA_ERROR_OUT_OF_MEMORY) {
       sleep_ms(1);
       continue;
     }
     MT_CHECK(rc == CUDA_SUCCESS, "survivor allocation returned %d", rc);
-    MT_CU(free_kind(g, Live{kind, key}));
+    MT_CU(churn_free(g.dev, Live{kind, key}));
     if (n % 8 == 0) launch(g, sh);
     sh->progress[i].fetch_add(1);
   }
