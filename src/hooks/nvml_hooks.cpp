@@ -65,17 +65,19 @@ SliceView slice_of(nvmlDevice_t device) noexcept {
   return v;
 }
 
-/// Rewrites total/used/free to the slice; returns the reported total.
+/// Rewrites total/used/free to the slice. Returns false (nothing changed) if the device has no
+/// memory limit.
 template <typename Mem>
-void report_slice(nvmlDevice_t device, Mem* m) noexcept {
+bool report_slice(nvmlDevice_t device, Mem* m) noexcept {
   const SliceView v = slice_of(device);
-  if (!v.limited) return;
+  if (!v.limited) return false;
   const std::uint64_t total = v.limit < m->total ? v.limit : m->total;
   std::uint64_t used = job_used_by_uuid(v.uuid);
   if (used > total) used = total;
   m->total = total;
   m->used = used;
   m->free = total - used;
+  return true;
 }
 
 /// Filters a process list down to the job's processes with NVML's size-query contract.
@@ -113,9 +115,8 @@ nvmlReturn_t Handler<Sym::nvmlDeviceGetMemoryInfo>::call(nvmlDevice_t device, nv
 
 nvmlReturn_t Handler<Sym::nvmlDeviceGetMemoryInfo_v2>::call(nvmlDevice_t device, nvmlMemory_v2_t* memory) noexcept {
   const nvmlReturn_t rc = forward<Sym::nvmlDeviceGetMemoryInfo_v2>(device, memory);
-  if (rc == NVML_SUCCESS && memory != nullptr) {
-    report_slice(device, memory);
-    if (slice_of(device).limited) memory->reserved = 0;  // a slice has no firmware reservation
+  if (rc == NVML_SUCCESS && memory != nullptr && report_slice(device, memory)) {
+    memory->reserved = 0;  // a slice has no firmware reservation
   }
   return rc;
 }
