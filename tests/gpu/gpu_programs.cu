@@ -43,13 +43,19 @@ __global__ void fill(float* p, int n) {
   if (i < n) p[i] = 0.5f * static_cast<float>(i % 1000);
 }
 
-int driver_mode() {
+/// cuInit, then device 0's primary context made current.
+int open_device0(CUdevice& dev) {
   CHECK_DRV(cuInit(0));
-  CUdevice dev;
   CHECK_DRV(cuDeviceGet(&dev, 0));
   CUcontext ctx;
   CHECK_DRV(cuDevicePrimaryCtxRetain(&ctx, dev));
   CHECK_DRV(cuCtxSetCurrent(ctx));
+  return 0;
+}
+
+int driver_mode() {
+  CUdevice dev;
+  if (open_device0(dev) != 0) return 1;
   const int n = 50;
   for (int i = 0; i < n; ++i) {
     CUdeviceptr p;
@@ -87,12 +93,8 @@ int runtime_mode() {
 }
 
 int slice_mode() {
-  CHECK_DRV(cuInit(0));
   CUdevice dev;
-  CHECK_DRV(cuDeviceGet(&dev, 0));
-  CUcontext ctx;
-  CHECK_DRV(cuDevicePrimaryCtxRetain(&ctx, dev));
-  CHECK_DRV(cuCtxSetCurrent(ctx));
+  if (open_device0(dev) != 0) return 1;
   size_t free_b, total_b;
   CHECK_DRV(cuMemGetInfo(&free_b, &total_b));
   std::vector<CUdeviceptr> held;
