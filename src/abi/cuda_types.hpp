@@ -27,11 +27,34 @@ using CUgraph = struct CUgraph_st*;
 using CUgraphExec = struct CUgraphExec_st*;
 using CUgreenCtx = struct CUgreenCtx_st*;
 using CUdevResourceDesc = struct CUdevResourceDesc_st*;
+using CUevent = struct CUevent_st*;
 
 // Opaque parameter blocks that softmig only forwards.
 struct CUexecAffinityParam;
 struct CUctxCreateParams;
-struct CUlaunchConfig;
+struct CUlaunchAttribute;
+
+/// cuLaunchKernelEx's launch description: softmig reads the stream it launches on.
+struct CUlaunchConfig {
+  unsigned int gridDimX;
+  unsigned int gridDimY;
+  unsigned int gridDimZ;
+  unsigned int blockDimX;
+  unsigned int blockDimY;
+  unsigned int blockDimZ;
+  unsigned int sharedMemBytes;
+  CUstream hStream;
+  CUlaunchAttribute* attrs;
+  unsigned int numAttrs;
+};
+
+/// Stream handles with a fixed meaning, and the events softmig records to pace work.
+inline const CUstream CU_STREAM_LEGACY = reinterpret_cast<CUstream>(0x1);      // NOLINT
+inline const CUstream CU_STREAM_PER_THREAD = reinterpret_cast<CUstream>(0x2);  // NOLINT
+inline constexpr unsigned int CU_EVENT_DEFAULT = 0x0;
+inline constexpr unsigned int CU_EVENT_DISABLE_TIMING = 0x2;
+using CUstreamCaptureStatus = int;
+inline constexpr CUstreamCaptureStatus CU_STREAM_CAPTURE_STATUS_NONE = 0;
 struct CUmemPoolProps;
 using CUjit_option = int;
 using CUlibraryOption = int;
@@ -59,6 +82,7 @@ inline constexpr CUresult CUDA_ERROR_NO_DEVICE = 100;
 inline constexpr CUresult CUDA_ERROR_INVALID_DEVICE = 101;
 inline constexpr CUresult CUDA_ERROR_INVALID_CONTEXT = 201;
 inline constexpr CUresult CUDA_ERROR_INVALID_HANDLE = 400;
+inline constexpr CUresult CUDA_ERROR_NOT_READY = 600;
 inline constexpr CUresult CUDA_ERROR_NOT_FOUND = 500;
 inline constexpr CUresult CUDA_ERROR_NOT_SUPPORTED = 801;
 inline constexpr CUresult CUDA_ERROR_UNKNOWN = 999;

@@ -12,6 +12,7 @@ namespace {
 
 constexpr std::string_view kMemKey = "CUDA_DEVICE_MEMORY_LIMIT";
 constexpr std::string_view kSmKey = "CUDA_DEVICE_SM_LIMIT";
+constexpr std::string_view kPhaseKey = "CUDA_DEVICE_SM_PHASE";
 
 std::string_view trim(std::string_view s) noexcept {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
@@ -110,13 +111,16 @@ void LimitIssues::add(const char* fmt, ...) noexcept {
 bool Limits::apply(std::string_view key, std::string_view value, LimitIssues& issues) noexcept {
   key = trim(key);
   value = unquote(trim(value));
-  bool is_mem = false;
+  enum class Kind { kMemory, kShare, kPhase } kind = Kind::kShare;
   std::string_view suffix;
   if (key.substr(0, kMemKey.size()) == kMemKey) {
-    is_mem = true;
+    kind = Kind::kMemory;
     suffix = key.substr(kMemKey.size());
   } else if (key.substr(0, kSmKey.size()) == kSmKey) {
     suffix = key.substr(kSmKey.size());
+  } else if (key.substr(0, kPhaseKey.size()) == kPhaseKey) {
+    kind = Kind::kPhase;
+    suffix = key.substr(kPhaseKey.size());
   } else {
     return false;
   }
@@ -163,7 +167,18 @@ bool Limits::apply(std::string_view key, std::string_view value, LimitIssues& is
       return true;
     }
   }
-  if (is_mem) {
+  if (kind == Kind::kPhase) {
+    // A phase only places the job's window in the period; a bad one cannot lift a limit.
+    const auto pct = parse_percent(trim(value));
+    if (pct && *pct < 100) {
+      spec->sm_phase = *pct;
+    } else {
+      spec->sm_phase = 0;
+      issues.add("%.*s=%.*s is not a percentage 0-99; the window opens at 0",
+                 static_cast<int>(key.size()), key.data(), static_cast<int>(value.size()),
+                 value.data());
+    }
+  } else if (kind == Kind::kMemory) {
     bool unlimited = false;
     if (!apply_memory(*spec, value, unlimited)) {
       issues.add("%.*s=%.*s is not a size (examples: 24G, 11517.0M, 4GiB, 4294967296); "
@@ -208,14 +223,13 @@ DeviceLimit Limits::resolve(int ordinal, std::string_view uuid) const noexcept {
     if (l == nullptr) continue;
     if (l->memory_bytes) out.memory_bytes = l->memory_bytes;
     if (l->sm_percent) out.sm_percent = *l->sm_percent;
+    if (l->sm_phase) out.sm_phase = *l->sm_phase;
   }
   return out;
 }
 
-bool Limits::any() const noexcept {
-  if (fail_closed_) return true;
-  auto set = [](const LimitSpec& s) { return s.memory_bytes.has_value() || s.sm_percent.has_value(); };
-  if (set(global_)) return true;
+bool Limits::any_spec(bool (*set)(const LimitSpec&)) const noexcept {
+  if (fail_closed_ || set(global_)) return true;
   for (const auto& s : by_ordinal_) {
     if (set(s)) return true;
   }
@@ -223,6 +237,14 @@ bool Limits::any() const noexcept {
     if (set(by_uuid_[i].spec)) return true;
   }
   return false;
+}
+
+bool Limits::any() const noexcept {
+  return any_spec([](const LimitSpec& s) { return s.memory_bytes.has_value() || s.sm_percent.has_value(); });
+}
+
+bool Limits::any_share() const noexcept {
+  return any_spec([](const LimitSpec& s) { return s.sm_percent.has_value(); });
 }
 
 Limits Limits::fail_closed() noexcept {
@@ -276,7 +298,7 @@ bool find_setting(std::string_view text, std::string_view key, std::string_view&
 Limits limits_from_env(EnvLookup lookup, void* ctx, LimitIssues& issues) noexcept {
   Limits limits;
   char name[64];
-  for (const std::string_view base : {kMemKey, kSmKey}) {
+  for (const std::string_view base : {kMemKey, kSmKey, kPhaseKey}) {
     std::snprintf(name, sizeof(name), "%.*s", static_cast<int>(base.size()), base.data());
     if (const char* v = lookup(name, ctx)) limits.apply(name, v, issues);
     for (unsigned i = 0; i < kMaxDevices; ++i) {

@@ -8,6 +8,9 @@
 ///   CUDA_DEVICE_MEMORY_LIMIT_<N>        the process's CUDA device N (0..15)
 ///   CUDA_DEVICE_MEMORY_LIMIT_<UUID>     the GPU with that UUID (GPU-xxxxxxxx-...), any order
 ///   CUDA_DEVICE_SM_LIMIT[_<N>|_<UUID>]  compute share in percent
+///   CUDA_DEVICE_SM_PHASE[_<N>|_<UUID>]  where, in percent of the pacing period, the job's
+///                                       compute window opens (jobs sharing a GPU get
+///                                       different phases from the prolog; default 0)
 /// A UUID key beats an ordinal key, which beats the global key.
 ///
 /// Safety rules (never a silently lifted limit):
@@ -32,12 +35,14 @@ inline constexpr std::size_t kUuidChars = 48;  // "GPU-" + 36 + NUL fits, MIG-st
 struct LimitSpec {
   std::optional<std::uint64_t> memory_bytes;
   std::optional<unsigned> sm_percent;
+  std::optional<unsigned> sm_phase;  ///< 0..99
 };
 
 /// The limits that apply to one GPU after resolution.
 struct DeviceLimit {
   std::optional<std::uint64_t> memory_bytes;  ///< nullopt: no memory limit
   unsigned sm_percent = 100;                  ///< 100: no compute limit
+  unsigned sm_phase = 0;                      ///< window start, percent of the period
   [[nodiscard]] bool limited() const noexcept { return memory_bytes.has_value() || sm_percent < 100; }
 };
 
@@ -66,6 +71,8 @@ class Limits {
 
   /// True if any key set a memory or compute limit.
   [[nodiscard]] bool any() const noexcept;
+  /// True if any key set a compute share below 100 % (the fail-closed state included).
+  [[nodiscard]] bool any_share() const noexcept;
 
   /// Fail-closed state for a job whose configuration exists but cannot be trusted or read:
   /// every GPU gets 0 bytes and 1 %.
@@ -76,6 +83,8 @@ class Limits {
     char uuid[kUuidChars] = {};
     LimitSpec spec;
   };
+  [[nodiscard]] bool any_spec(bool (*set)(const LimitSpec&)) const noexcept;
+
   LimitSpec global_;
   std::array<LimitSpec, kMaxDevices> by_ordinal_{};
   std::array<UuidEntry, kMaxDevices> by_uuid_{};

@@ -51,3 +51,4 @@ SOFTMIG_HANDLER(cuGetProcAddress_v2, CUresult,
 }  // namespace softmig::hooks
 
 #include "hooks/memory_handlers.hpp"
+#include "hooks/launch_handlers.hpp"

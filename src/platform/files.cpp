@@ -2,8 +2,10 @@
 #include "platform/files.hpp"
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -102,6 +104,29 @@ bool usable_dir(const char* path) noexcept {
   if (st.st_uid != geteuid() && st.st_uid != 0) return false;
   if ((st.st_mode & S_IWOTH) != 0 && (st.st_mode & S_ISVTX) == 0) return false;
   return access(path, W_OK | X_OK) == 0;
+}
+
+bool scan_dir(int dir_fd, bool (*visit)(const char* name, void* ctx), void* ctx) noexcept {
+  const int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool more = true;
+  alignas(8) char buf[4096];
+  for (long got = 0; more && (got = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0;) {
+    for (long off = 0; more && off < got;) {
+      struct Entry {  // struct linux_dirent64
+        std::uint64_t ino;
+        std::int64_t next;
+        unsigned short reclen;
+        unsigned char type;
+        char name[1];
+      };
+      const auto* e = reinterpret_cast<const Entry*>(buf + off);
+      off += e->reclen;
+      more = visit(e->name, ctx);
+    }
+  }
+  close(fd);
+  return true;
 }
 
 }  // namespace softmig::platform

@@ -32,4 +32,9 @@ bool ensure_private_dir(const char* path) noexcept;
 /// if writable by others, has the sticky bit.
 bool usable_dir(const char* path) noexcept;
 
+/// Calls `visit(name, ctx)` for each entry of the open directory `dir_fd` (from its start,
+/// through a private descriptor) until `visit` returns false. getdents64 into a stack buffer:
+/// no allocation. Returns false if the directory cannot be read.
+bool scan_dir(int dir_fd, bool (*visit)(const char* name, void* ctx), void* ctx) noexcept;
+
 }  // namespace softmig::platform

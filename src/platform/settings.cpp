@@ -2,7 +2,6 @@
 #include "platform/settings.hpp"
 
 #include <fcntl.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -45,36 +44,27 @@ bool find_job_file(const core::JobIdentity& job, char* name, std::size_t size) n
   }
   std::snprintf(candidate, sizeof(candidate), "%s.conf", job.job_id);
   if (exists(candidate)) return std::snprintf(name, size, "%s", candidate) > 0;
-  // Scan the directory with getdents64 into a stack buffer: no allocation on the first call.
   const int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return false;
-  const std::size_t id_len = std::strlen(job.job_id);
-  bool found = false;
-  alignas(8) char buf[4096];
-  for (long got = 0; !found && (got = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0;) {
-    for (long off = 0; off < got;) {
-      struct Entry {  // struct linux_dirent64
-        std::uint64_t ino;
-        std::int64_t next;
-        unsigned short reclen;
-        unsigned char type;
-        char name[1];
-      };
-      const auto* e = reinterpret_cast<const Entry*>(buf + off);
-      off += e->reclen;
-      const char* f = e->name;
-      if (std::strncmp(f, job.job_id, id_len) != 0 || f[id_len] != '_') continue;
-      const char* p = f + id_len + 1;
-      const char* digits = p;
-      while (*p >= '0' && *p <= '9') ++p;
-      if (p != digits && std::strcmp(p, ".conf") == 0) {
-        found = std::snprintf(name, size, "%s", f) > 0;
-        break;
-      }
-    }
-  }
+  struct Search {
+    const core::JobIdentity& job;
+    std::size_t id_len;
+    char* name;
+    std::size_t size;
+    bool found;
+  } search{job, std::strlen(job.job_id), name, size, false};
+  scan_dir(fd, [](const char* f, void* ctx) {
+    auto& q = *static_cast<Search*>(ctx);
+    if (std::strncmp(f, q.job.job_id, q.id_len) != 0 || f[q.id_len] != '_') return true;
+    const char* p = f + q.id_len + 1;
+    const char* digits = p;
+    while (*p >= '0' && *p <= '9') ++p;
+    if (p == digits || std::strcmp(p, ".conf") != 0) return true;
+    q.found = std::snprintf(q.name, q.size, "%s", f) > 0;
+    return false;
+  }, &search);
   close(fd);
-  return found;
+  return search.found;
 }
 
 void read_job_file(Settings& s, const core::JobIdentity& job, char* text, std::size_t size) noexcept {
@@ -155,6 +145,54 @@ void choose_ledger(Settings& s, const core::JobIdentity& job, std::string_view c
 
 const char* env_lookup(const char* name, void*) { return env(name); }
 
+/// The compute-share settings: from the root-owned job file inside SLURM (a user cannot change
+/// them there), from the environment outside it. Bad values keep the safe default and are
+/// logged; none of them can lift a share.
+void choose_compute(Settings& s, const core::JobIdentity& job, std::string_view config_text) noexcept {
+  auto lookup = [&](const char* key, std::string_view& out, bool names_path = false) {
+    if (job.in_slurm) return core::find_setting(config_text, key, out);
+    const char* v = names_path ? path_env(key) : env(key);
+    if (v == nullptr) return false;
+    out = v;
+    return true;
+  };
+  std::string_view v;
+  if (lookup("SOFTMIG_SM_POLICY", v)) {
+    if (v == "burst") {
+      s.sm_burst = true;
+    } else if (v != "strict" && !v.empty()) {
+      log_error("SOFTMIG_SM_POLICY=%.*s is neither strict nor burst; using strict",
+                static_cast<int>(v.size()), v.data());
+    }
+  }
+  if (lookup("SOFTMIG_SM_PERIOD_MS", v)) {
+    std::int64_t ms = 0;
+    bool ok = !v.empty() && v.size() <= 6;
+    for (const char c : v) {
+      ok = ok && c >= '0' && c <= '9';
+      if (ok) ms = ms * 10 + (c - '0');
+    }
+    const std::int64_t ns = ms * core::kNsPerMs;
+    if (ok && ns >= core::kMinPeriodNs && ns <= core::kMaxPeriodNs) {
+      s.sm_period_ns = ns;
+    } else {
+      log_error("SOFTMIG_SM_PERIOD_MS=%.*s is not a number of milliseconds in 10-1000; using %lld",
+                static_cast<int>(v.size()), v.data(),
+                static_cast<long long>(core::kDefaultPeriodNs / core::kNsPerMs));
+    }
+  }
+  if (lookup("SOFTMIG_SM_BOARD", v, /*names_path=*/true)) {
+    if (!v.empty() && v.front() == '/' && v.size() < sizeof(s.sm_board)) {
+      std::memcpy(s.sm_board, v.data(), v.size());
+      s.sm_board[v.size()] = '\0';
+    } else {
+      log_error("SOFTMIG_SM_BOARD=%.*s is not an absolute path; jobs on the GPU cannot see each "
+                "other (burst mode stays within the share)",
+                static_cast<int>(v.size() > 80 ? 80 : v.size()), v.data());
+    }
+  }
+}
+
 void load() noexcept {
   Settings& s = g_settings;
   const core::JobIdentity& job = job_identity();
@@ -176,6 +214,7 @@ void load() noexcept {
     log_issues(issues, "environment");
   }
   choose_ledger(s, job, text);
+  choose_compute(s, job, text);
   log_info("settings: job=%s%s source=%s ledger=%s", job.in_slurm ? job.job_id : "none",
            job.from_cgroup ? " (cgroup)" : "", describe(s.source),
            s.ledger_path[0] != '\0' ? s.ledger_path : "(none)");

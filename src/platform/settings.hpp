@@ -5,7 +5,10 @@
 ///        the job's shared ledger lives.
 #pragma once
 
+#include <cstdint>
+
 #include "core/limits.hpp"
+#include "core/pacer.hpp"
 
 namespace softmig::platform {
 
@@ -25,6 +28,11 @@ struct Settings {
   char ledger_key[64] = {};    ///< job id inside SLURM, "session-<name>" outside
   char ledger_path[512] = {};  ///< empty if no usable directory was found
   char lock_path[512] = {};
+  // Compute share (see core/pacer.hpp): the job file's keys inside SLURM, the environment
+  // outside it.
+  std::int64_t sm_period_ns = core::kDefaultPeriodNs;  ///< SOFTMIG_SM_PERIOD_MS
+  bool sm_burst = false;                               ///< SOFTMIG_SM_POLICY=burst
+  char sm_board[256] = {};                             ///< SOFTMIG_SM_BOARD (empty: none)
 };
 
 /// Reads the settings on first use (thread-safe, allocation-free) and logs what was decided.

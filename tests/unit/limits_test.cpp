@@ -444,11 +444,25 @@ TEST(LimitsFromEnv, AsksOnlyForTheDocumentedNames) {
   const Limits l = limits_from_env(fake_lookup, &env, issues);
   EXPECT_FALSE(l.any());
   std::vector<std::string> expected;
-  for (const char* base : {"CUDA_DEVICE_MEMORY_LIMIT", "CUDA_DEVICE_SM_LIMIT"}) {
+  for (const char* base : {"CUDA_DEVICE_MEMORY_LIMIT", "CUDA_DEVICE_SM_LIMIT", "CUDA_DEVICE_SM_PHASE"}) {
     expected.emplace_back(base);
     for (unsigned i = 0; i < kMaxDevices; ++i) expected.push_back(std::string(base) + "_" + std::to_string(i));
   }
   EXPECT_EQ(env.asked, expected);
+}
+
+TEST(Limits, PhasePlacesTheWindowAndNeverLimits) {
+  LimitIssues issues;
+  const Limits l = parse_limits_file(std::string("CUDA_DEVICE_SM_LIMIT=50\nCUDA_DEVICE_SM_PHASE_") + kUuidA +
+                                         "=50\nCUDA_DEVICE_SM_PHASE_1=abc\n",
+                                     issues);
+  EXPECT_EQ(l.resolve(0, kUuidA).sm_phase, 50U);
+  EXPECT_EQ(l.resolve(0, "").sm_phase, 0U);
+  EXPECT_EQ(l.resolve(1, "").sm_phase, 0U);  // malformed: the window opens at 0
+  EXPECT_TRUE(has_issue(issues, "CUDA_DEVICE_SM_PHASE_1=abc is not a percentage 0-99")) << all_issues(issues);
+  LimitIssues none;
+  EXPECT_FALSE(parse_limits_file("CUDA_DEVICE_SM_PHASE=25\n", none).any());
+  EXPECT_TRUE(l.any_share());
 }
 
 TEST(LimitsFromEnv, UuidAndOutOfRangeKeysAreNotRead) {

@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "core/pacer.hpp"
+
+#include <algorithm>
+
+namespace softmig::core {
+
+// ---- ShareSchedule ------------------------------------------------------------------------
+
+std::int64_t ShareSchedule::current_or_next(std::int64_t t) const noexcept {
+  const std::int64_t offset = period_ns * phase / 100;
+  std::int64_t k = (t - offset) / period_ns;
+  if (t - offset < 0 && (t - offset) % period_ns != 0) --k;  // floor for negative times
+  // Window k starts at or before t; if it is already over, the next one is the answer.
+  if (t >= end(k)) ++k;
+  return k;
+}
+
+// ---- WindowPacer --------------------------------------------------------------------------
+
+void WindowPacer::enter(std::int64_t k) noexcept {
+  const std::int64_t len = std::max<std::int64_t>(s_.window_ns(), 1);
+  // Whole windows owed are skipped; the rest of the debt delays this window's opening.
+  const std::int64_t skipped = debt_ / len;
+  k_ = k + skipped;
+  debt_ -= skipped * len;
+  taken_ = debt_;
+  debt_ = 0;
+  open_from_ = s_.start(k_) + taken_;
+  admitted_ = false;
+  recompute_close();
+}
+
+void WindowPacer::recompute_close() noexcept {
+  close_at_ = std::max(open_from_, s_.end(k_) - drain_est_);
+}
+
+WindowPacer::Decision WindowPacer::admit(std::int64_t now) noexcept {
+  if (k_ < 0 || now >= s_.end(k_)) enter(s_.current_or_next(now));
+  if (now < open_from_) return {Verdict::kWait, open_from_, k_};
+  if (now < close_at_ || !admitted_) {
+    admitted_ = true;
+    return {Verdict::kGo, now, k_};
+  }
+  // Closed early so that queued work ends with the window: next window (debt may delay it).
+  return {Verdict::kWait, s_.start(k_ + 1), k_};
+}
+
+void WindowPacer::drained(std::int64_t window, std::int64_t stopped_at, std::int64_t idle_at,
+                          std::int64_t now) noexcept {
+  const std::int64_t end = s_.end(window);
+  if (stopped_at <= end) {
+    // How long queued work ran on after launches stopped: close that much earlier next time.
+    const std::int64_t sample = std::max<std::int64_t>(idle_at - stopped_at, 0);
+    drain_est_ = std::min((3 * drain_est_ + sample) / 4, s_.window_ns());
+  }
+  const std::int64_t spill = idle_at - end;
+  if (spill > 0) {
+    // Several threads may report the same window: its spill is the longest one, once.
+    std::int64_t add = spill;
+    if (window == spill_window_) {
+      add = std::max<std::int64_t>(spill - spill_max_, 0);
+      spill_max_ = std::max(spill_max_, spill);
+    } else {
+      spill_window_ = window;
+      spill_max_ = spill;
+    }
+    debt_ += add;
+    // A later window that has not opened yet pays at once.
+    if (k_ > window && now < open_from_ && debt_ > 0) {
+      const std::int64_t room = s_.end(k_) - open_from_;
+      const std::int64_t pay = std::min(debt_, room);
+      open_from_ += pay;
+      taken_ += pay;
+      debt_ -= pay;
+      if (open_from_ >= s_.end(k_)) {
+        enter(k_ + 1);
+        return;
+      }
+    }
+  }
+  if (k_ >= 0) recompute_close();
+}
+
+// ---- StreamPace ---------------------------------------------------------------------------
+
+void StreamPace::launched(std::int64_t now) noexcept {
+  if (unmarked_++ == 0) first_unmarked_ns_ = now;
+}
+
+bool StreamPace::want_marker(std::int64_t now, bool closing) const noexcept {
+  if (unmarked_ == 0) return false;
+  // Until the cost of a launch is known, every launch is marked: a host far faster than the
+  // GPU must not queue more than a few launches before the first measurement.
+  if (closing || cost_ns_ == 0) return true;
+  if (now - last_mark_ns_ >= kMarkEveryNs) return true;
+  // The GPU is behind the host: mark every launch so the backlog can be bounded finely.
+  if (count_ > 0 && now - ring_[head_].host_ns >= kLagNs) return true;
+  return cost_ns_ > 0 && cost_ns_ * static_cast<std::int64_t>(unmarked_) >= kMaxBacklogNs / 2;
+}
+
+int StreamPace::next_slot() const noexcept {
+  if (count_ + (has_previous_ ? 1U : 0U) >= kSlots) return -1;
+  return static_cast<int>((head_ + count_) % kSlots);
+}
+
+void StreamPace::marked(std::int64_t now) noexcept {
+  const int slot = next_slot();
+  if (slot < 0) return;
+  ring_[slot] = Marker{now, first_unmarked_ns_, unmarked_, count_ > 0};
+  ++count_;
+  unmarked_ = 0;
+  last_mark_ns_ = now;
+}
+
+int StreamPace::oldest() const noexcept { return count_ > 0 ? static_cast<int>(head_) : -1; }
+
+int StreamPace::previous() const noexcept {
+  return has_previous_ ? static_cast<int>((head_ + kSlots - 1) % kSlots) : -1;
+}
+
+void StreamPace::completed(std::int64_t gpu_ns) noexcept {
+  if (count_ == 0) return;
+  const Marker& m = ring_[head_];
+  if (gpu_ns >= 0 && m.launches > 0) {
+    if (m.chained) {
+      // Queued behind the previous marker: the GPU went straight on to these launches, so
+      // the time between the two is their work.
+      const std::int64_t sample = gpu_ns / m.launches;
+      cost_ns_ = cost_ns_ == 0 ? sample : (3 * cost_ns_ + sample) / 4;
+    } else if (cost_ns_ == 0) {
+      // The GPU may have idled before these launches: the host's time to submit them bounds
+      // their work well enough for a first estimate (the GPU kept up with it).
+      const std::int64_t span = std::min(gpu_ns, m.host_ns - m.first_launch_ns);
+      cost_ns_ = span / m.launches;
+    }
+    if (cost_ns_ == 0) cost_ns_ = 1;
+  }
+  head_ = (head_ + 1) % kSlots;
+  --count_;
+  has_previous_ = true;
+}
+
+std::uint64_t StreamPace::queued_launches() const noexcept {
+  std::uint64_t n = unmarked_;
+  for (unsigned i = 0; i < count_; ++i) n += ring_[(head_ + i) % kSlots].launches;
+  return n;
+}
+
+bool StreamPace::must_wait() const noexcept {
+  if (count_ == 0) return false;     // nothing to wait for
+  if (next_slot() < 0) return true;  // no room for another marker
+  const std::uint64_t queued = queued_launches();
+  if (queued < 2) return false;      // one running and one queued keep the GPU busy
+  if (cost_ns_ == 0) return count_ >= kSlots / 2;  // cost not learned yet: bound by markers
+  return cost_ns_ * static_cast<std::int64_t>(queued) >= kMaxBacklogNs;
+}
+
+void StreamPace::forget_markers() noexcept {
+  count_ = 0;
+  has_previous_ = false;
+  unmarked_ = 0;
+}
+
+}  // namespace softmig::core

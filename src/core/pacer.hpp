@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file pacer.hpp
+/// @brief The compute share as a time-division schedule, and the two controllers that hold a
+///        job to it. Pure: every function takes the time it is asked about; no clock, no CUDA.
+///
+/// A job with a share of P % on a GPU may submit work during one window of P % of every
+/// period; windows are aligned to the node's monotonic clock, so every process of every job
+/// on the node agrees on them, and jobs sharing a GPU get windows at different phases (from
+/// the prolog) so that they take turns instead of time-slicing each other.
+///
+/// Two controllers keep the job's GPU time inside its window:
+///  - WindowPacer (one per process and GPU) admits launches while the window is open, closes
+///    it early by the time the job's queued work has been taking to finish (learned), and
+///    charges any spill past the window end to the next windows (debt), so the share holds
+///    on average whatever the kernels' length.
+///  - StreamPace (one per thread and stream) bounds how far the host may run ahead of the
+///    GPU: it places completion markers (events) after launches and learns the GPU time per
+///    launch from them, so that at most about `kMaxBacklogNs` of work is queued when a window
+///    closes. Without it a program could queue seconds of work in one millisecond.
+#pragma once
+
+#include <cstdint>
+
+namespace softmig::core {
+
+inline constexpr std::int64_t kNsPerMs = 1'000'000;
+inline constexpr std::int64_t kDefaultPeriodNs = 50 * kNsPerMs;
+inline constexpr std::int64_t kMinPeriodNs = 10 * kNsPerMs;
+inline constexpr std::int64_t kMaxPeriodNs = 1000 * kNsPerMs;
+
+/// When a job may use one GPU: the window [start(k), start(k) + window_ns()) of every period k.
+struct ShareSchedule {
+  std::int64_t period_ns = kDefaultPeriodNs;
+  unsigned percent = 100;  ///< 1..100
+  unsigned phase = 0;      ///< 0..99, percent of the period at which the window opens
+
+  [[nodiscard]] std::int64_t window_ns() const noexcept { return period_ns * percent / 100; }
+  [[nodiscard]] std::int64_t start(std::int64_t k) const noexcept {
+    return k * period_ns + period_ns * phase / 100;
+  }
+  [[nodiscard]] std::int64_t end(std::int64_t k) const noexcept { return start(k) + window_ns(); }
+  /// The first window that has not ended at `t` (the one containing t, or the next one).
+  [[nodiscard]] std::int64_t current_or_next(std::int64_t t) const noexcept;
+};
+
+/// Admits a process's launches on one GPU during its windows. Not thread-safe: the caller
+/// serialises calls (they happen only at window edges; the open-window test is lock-free on
+/// the caller's side through go_from()/go_until()).
+class WindowPacer {
+ public:
+  enum class Verdict {
+    kGo,     ///< submit now
+    kWait,   ///< the window is not open: finish (drain) queued work, then wait until `until`
+  };
+  struct Decision {
+    Verdict verdict;
+    std::int64_t until;  ///< for kWait: when to ask again
+    std::int64_t window; ///< the window the decision is about
+  };
+
+  explicit WindowPacer(const ShareSchedule& s) noexcept : s_(s) {}
+
+  /// Decides whether a launch at `now` may go ahead. A window always admits its first
+  /// launch, however late, so a job can never be starved by its own estimates.
+  Decision admit(std::int64_t now) noexcept;
+
+  /// Reports that work submitted in `window` (stopped at `stopped_at`) was all finished by
+  /// `idle_at`: learns how early to stop, and charges time past the window end as debt.
+  void drained(std::int64_t window, std::int64_t stopped_at, std::int64_t idle_at,
+               std::int64_t now) noexcept;
+
+  /// Launches at t with go_from() <= t < go_until() may go ahead without asking.
+  [[nodiscard]] std::int64_t go_from() const noexcept { return open_from_; }
+  [[nodiscard]] std::int64_t go_until() const noexcept { return close_at_; }
+  [[nodiscard]] std::int64_t drain_estimate() const noexcept { return drain_est_; }
+  [[nodiscard]] std::int64_t debt() const noexcept { return debt_; }
+  [[nodiscard]] std::int64_t window() const noexcept { return k_; }
+  [[nodiscard]] const ShareSchedule& schedule() const noexcept { return s_; }
+
+ private:
+  void enter(std::int64_t k) noexcept;
+  void recompute_close() noexcept;
+
+  ShareSchedule s_;
+  std::int64_t k_ = -1;          ///< current window index (-1: none yet)
+  std::int64_t open_from_ = 0;   ///< launches admitted from here (window start + debt paid)...
+  std::int64_t close_at_ = 0;    ///< ...until here (window end - drain estimate)
+  std::int64_t drain_est_ = 0;   ///< how long queued work takes to finish after launches stop
+  std::int64_t debt_ = 0;        ///< GPU time used past window ends, to be paid from windows
+  std::int64_t taken_ = 0;       ///< debt paid from the current window
+  bool admitted_ = false;        ///< the current window admitted a launch
+  std::int64_t spill_window_ = -1;
+  std::int64_t spill_max_ = 0;
+};
+
+/// Bounds the work a thread has queued on one stream, from completion markers.
+/// The caller owns the markers (CUDA events) in a ring of kSlots, indexed as this class says.
+class StreamPace {
+ public:
+  static constexpr unsigned kSlots = 8;                        ///< marker ring size
+  static constexpr std::int64_t kMaxBacklogNs = 1 * kNsPerMs;  ///< queued work allowed
+  static constexpr std::int64_t kMarkEveryNs = 200'000;        ///< marker at least this often
+  static constexpr std::int64_t kLagNs = 50'000;  ///< GPU this far behind the host: mark each launch
+
+  /// Records a launch at `now` (after it was submitted).
+  void launched(std::int64_t now) noexcept;
+
+  /// True if a marker should follow the launch just recorded. `closing`: the window is about
+  /// to close, so every launch is marked (the drain must see all of it).
+  [[nodiscard]] bool want_marker(std::int64_t now, bool closing) const noexcept;
+
+  /// The ring slot for a new marker, or -1 if the ring is full (wait for the oldest first).
+  [[nodiscard]] int next_slot() const noexcept;
+  /// The marker in next_slot() was recorded at `now`.
+  void marked(std::int64_t now) noexcept;
+
+  /// The oldest outstanding marker's slot, or -1 if none.
+  [[nodiscard]] int oldest() const noexcept;
+  /// The slot of the marker that completed before oldest() (for elapsed time), or -1.
+  [[nodiscard]] int previous() const noexcept;
+  /// oldest() completed. `gpu_ns`: GPU time since previous() completed, or < 0 if unknown.
+  void completed(std::int64_t gpu_ns) noexcept;
+
+  /// True if the queued work is at its bound: wait for oldest() before launching more.
+  [[nodiscard]] bool must_wait() const noexcept;
+  /// True if launches were made that no marker follows yet.
+  [[nodiscard]] bool unmarked() const noexcept { return unmarked_ != 0; }
+  [[nodiscard]] bool idle() const noexcept { return count_ == 0 && unmarked_ == 0; }
+  [[nodiscard]] unsigned outstanding_markers() const noexcept { return count_; }
+  /// GPU time per launch learned so far (0: not known yet).
+  [[nodiscard]] std::int64_t cost_per_launch() const noexcept { return cost_ns_; }
+  /// Forgets markers (their events are gone, e.g. the context was destroyed); keeps the cost.
+  void forget_markers() noexcept;
+
+ private:
+  struct Marker {
+    std::int64_t host_ns = 0;
+    std::int64_t first_launch_ns = 0;  ///< the first launch this marker follows
+    std::uint32_t launches = 0;        ///< launches since the previous marker
+    bool chained = false;  ///< the previous marker was still queued when this was recorded
+  };
+  [[nodiscard]] std::uint64_t queued_launches() const noexcept;
+
+  Marker ring_[kSlots]{};
+  unsigned head_ = 0;   ///< oldest outstanding marker
+  unsigned count_ = 0;  ///< outstanding markers
+  bool has_previous_ = false;
+  std::uint32_t unmarked_ = 0;
+  std::int64_t first_unmarked_ns_ = 0;
+  std::int64_t last_mark_ns_ = INT64_MIN / 2;
+  std::int64_t cost_ns_ = 0;
+};
+
+}  // namespace softmig::core

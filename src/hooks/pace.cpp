@@ -1,0 +1,407 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "hooks/pace.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <ctime>
+#include <new>
+
+#include "core/pacer.hpp"
+#include "hooks/resolver.hpp"
+#include "hooks/runtime.hpp"
+#include "platform/board.hpp"
+#include "platform/log.hpp"
+#include "platform/settings.hpp"
+
+namespace softmig::hooks {
+namespace detail {
+std::atomic<int> g_pacing{0};
+
+int decide_pacing() noexcept {
+  const int p = platform::settings().limits.any_share() ? 2 : 1;
+  g_pacing.store(p, std::memory_order_relaxed);
+  return p;
+}
+}  // namespace detail
+
+namespace {
+
+using core::StreamPace;
+using core::WindowPacer;
+
+constexpr std::int64_t kMs = core::kNsPerMs;
+constexpr std::int64_t kPollNs = 20'000;            ///< between completion checks while waiting
+constexpr std::int64_t kSleepChunkNs = 5 * kMs;     ///< longest sleep between looks at the board
+constexpr std::int64_t kStampEveryNs = 5 * kMs;     ///< activity stamps while the job wants the GPU
+constexpr std::int64_t kScanEveryNs = 5 * kMs;      ///< burst mode: how often others are looked for
+constexpr std::int64_t kFreshNs = 30 * kMs;         ///< a stamp this recent means "active"
+constexpr std::int64_t kGiveUpNs = 1000 * kMs;      ///< never wait longer for queued work
+constexpr std::int64_t kBurstWindow = -2;           ///< launches made while bursting
+constexpr unsigned kStreams = 8;                    ///< streams tracked per thread
+
+std::int64_t now_ns() noexcept {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000LL + ts.tv_nsec;
+}
+
+void sleep_ns(std::int64_t ns) noexcept {
+  if (ns <= 0) return;
+  timespec ts{static_cast<time_t>(ns / 1'000'000'000LL), static_cast<long>(ns % 1'000'000'000LL)};
+  clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, nullptr);
+}
+
+/// One GPU's pacing state in this process.
+struct PaceDevice {
+  std::atomic<int> state{0};  ///< 0 unknown, 1 not paced, 2 paced, 3 being set up
+  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  WindowPacer pacer{core::ShareSchedule{}};
+  std::atomic<std::int64_t> go_from{0};
+  std::atomic<std::int64_t> go_until{0};
+  std::atomic<std::int64_t> window{-1};
+  bool burst = false;
+  platform::ActivityBoard board;
+  std::atomic<std::int64_t> next_stamp{0};
+  std::atomic<std::int64_t> next_scan{0};
+  std::atomic<bool> contended{true};
+
+  void publish() noexcept {  // with mu held
+    go_from.store(pacer.go_from(), std::memory_order_relaxed);
+    go_until.store(pacer.go_until(), std::memory_order_relaxed);
+    window.store(pacer.window(), std::memory_order_relaxed);
+  }
+};
+PaceDevice g_devices[core::kMaxDevices];
+std::atomic<unsigned> g_epoch{1};  ///< bumped when contexts (and the markers in them) go away
+std::atomic<bool> g_warned_markers{false};
+std::atomic<bool> g_warned_stuck{false};
+
+/// A thread's record of one stream it launches on.
+struct StreamEntry {
+  CUcontext ctx = nullptr;
+  CUstream stream = nullptr;
+  int ordinal = -1;
+  bool used = false;
+  std::int64_t last_use = 0;
+  StreamPace pace;
+  CUevent events[StreamPace::kSlots] = {};
+};
+
+/// Everything a thread keeps, in one page mapped on its first paced launch (no malloc).
+struct ThreadPace {
+  unsigned epoch = 0;
+  StreamEntry entries[kStreams];
+  std::int64_t last_window[core::kMaxDevices];
+};
+static_assert(sizeof(ThreadPace) <= 4096, "one page per thread");
+
+pthread_key_t g_thread_key;
+std::atomic<int> g_key_state{0};  // 0 none, 1 creating, 2 ready
+__attribute__((tls_model("initial-exec"))) thread_local ThreadPace* t_pace = nullptr;
+
+void destroy_events(ThreadPace& tp) noexcept {
+  auto* destroy = real<Sym::cuEventDestroy_v2>();
+  if (destroy == nullptr || tp.epoch != g_epoch.load(std::memory_order_acquire)) return;
+  for (StreamEntry& e : tp.entries) {
+    for (CUevent& ev : e.events) {
+      if (ev != nullptr) destroy(ev);
+      ev = nullptr;
+    }
+  }
+}
+
+void thread_exit(void* p) noexcept {
+  auto* tp = static_cast<ThreadPace*>(p);
+  destroy_events(*tp);
+  if (t_pace == tp) t_pace = nullptr;
+  munmap(tp, sizeof(ThreadPace));
+}
+
+void fork_child() noexcept { g_epoch.fetch_add(1, std::memory_order_acq_rel); }
+
+ThreadPace* thread_pace() noexcept {
+  ThreadPace* tp = t_pace;
+  if (tp == nullptr) {
+    int k = g_key_state.load(std::memory_order_acquire);
+    if (k == 0 && g_key_state.compare_exchange_strong(k, 1)) {
+      if (pthread_key_create(&g_thread_key, thread_exit) != 0) {
+        g_key_state.store(0);
+        return nullptr;
+      }
+      pthread_atfork(nullptr, nullptr, fork_child);
+      g_key_state.store(2, std::memory_order_release);
+    }
+    while (g_key_state.load(std::memory_order_acquire) == 1) sched_yield();
+    if (g_key_state.load(std::memory_order_acquire) != 2) return nullptr;
+    void* mem = mmap(nullptr, sizeof(ThreadPace), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return nullptr;
+    tp = new (mem) ThreadPace();
+    std::fill(std::begin(tp->last_window), std::end(tp->last_window), -1);
+    tp->epoch = g_epoch.load(std::memory_order_acquire);
+    pthread_setspecific(g_thread_key, tp);
+    t_pace = tp;
+  }
+  if (const unsigned e = g_epoch.load(std::memory_order_acquire); tp->epoch != e) {
+    // Contexts went away (or this is a forked child): markers and events are gone with them.
+    for (StreamEntry& entry : tp->entries) entry = StreamEntry{};
+    std::fill(std::begin(tp->last_window), std::end(tp->last_window), -1);
+    tp->epoch = e;
+  }
+  return tp;
+}
+
+PaceDevice* device(int ordinal) noexcept {
+  if (ordinal < 0 || static_cast<unsigned>(ordinal) >= core::kMaxDevices) return nullptr;
+  PaceDevice& d = g_devices[ordinal];
+  for (;;) {
+    int st = d.state.load(std::memory_order_acquire);
+    if (st == 2) return &d;
+    if (st == 1) return nullptr;
+    if (st == 0 && d.state.compare_exchange_strong(st, 3, std::memory_order_acq_rel)) break;
+    sched_yield();
+  }
+  const platform::Settings& s = platform::settings();
+  core::DeviceLimit limit;
+  const char* uuid = "";
+  if (GpuState* g = gpu(ordinal)) {
+    limit = g->limit;
+    uuid = g->uuid;
+  } else {
+    limit = s.limits.resolve(ordinal, "");
+    platform::log_error("compute share: GPU %d cannot be identified; applying its ordinal/global "
+                        "share (%u %%)", ordinal, limit.sm_percent);
+  }
+  if (limit.sm_percent >= 100) {
+    d.state.store(1, std::memory_order_release);
+    return nullptr;
+  }
+  d.pacer = WindowPacer(core::ShareSchedule{s.sm_period_ns, limit.sm_percent, limit.sm_phase});
+  d.burst = s.sm_burst;
+  if (s.sm_board[0] != '\0' && uuid[0] != '\0') d.board.open(s.sm_board, uuid, s.ledger_key);
+  platform::log_info("compute share on GPU %d %s: %u %% of every %lld ms from %u %%, %s%s", ordinal,
+                     uuid, limit.sm_percent, static_cast<long long>(s.sm_period_ns / kMs),
+                     limit.sm_phase, d.burst ? "burst" : "strict",
+                     d.board.usable() ? " (activity board in use)" : "");
+  d.state.store(2, std::memory_order_release);
+  return &d;
+}
+
+void maybe_stamp(PaceDevice& d, std::int64_t now) noexcept {
+  if (!d.board.usable() || now < d.next_stamp.load(std::memory_order_relaxed)) return;
+  d.next_stamp.store(now + kStampEveryNs, std::memory_order_relaxed);
+  d.board.stamp();
+}
+
+/// Burst mode: true while another job on the GPU wants it (or nobody can tell).
+bool contended(PaceDevice& d, std::int64_t now) noexcept {
+  if (!d.board.usable()) return true;
+  if (now >= d.next_scan.load(std::memory_order_relaxed)) {
+    d.next_scan.store(now + kScanEveryNs, std::memory_order_relaxed);
+    d.contended.store(d.board.others_active(kFreshNs), std::memory_order_relaxed);
+  }
+  return d.contended.load(std::memory_order_relaxed);
+}
+
+StreamEntry* entry_for(ThreadPace& tp, CUcontext ctx, CUstream stream, int ordinal, std::int64_t now) noexcept {
+  StreamEntry* pick = nullptr;
+  for (StreamEntry& e : tp.entries) {
+    if (e.used && e.ctx == ctx && e.stream == stream) {
+      e.last_use = now;
+      return &e;
+    }
+    // Reuse: an unused entry, else the least recently used idle one, else the least recent.
+    if (pick == nullptr || (!e.used && pick->used) ||
+        (e.used == pick->used && e.pace.idle() && !pick->pace.idle()) ||
+        (e.used == pick->used && e.pace.idle() == pick->pace.idle() && e.last_use < pick->last_use)) {
+      pick = &e;
+    }
+  }
+  if (pick->ctx != ctx) {
+    // Events belong to their context: those of another (live) context are destroyed.
+    if (auto* destroy = real<Sym::cuEventDestroy_v2>(); destroy != nullptr && pick->ctx != nullptr) {
+      for (CUevent& ev : pick->events) {
+        if (ev != nullptr) destroy(ev);
+      }
+    }
+    for (CUevent& ev : pick->events) ev = nullptr;
+  }
+  pick->ctx = ctx;
+  pick->stream = stream;
+  pick->ordinal = ordinal;
+  pick->used = true;
+  pick->last_use = now;
+  pick->pace = StreamPace{};
+  return pick;
+}
+
+/// Notes every marker of `e` that has completed, with the GPU time between markers.
+void poll(StreamEntry& e) noexcept {
+  auto* query = real<Sym::cuEventQuery>();
+  auto* elapsed = real<Sym::cuEventElapsedTime_v2>();
+  if (elapsed == nullptr) elapsed = real<Sym::cuEventElapsedTime>();
+  for (int slot = e.pace.oldest(); slot >= 0; slot = e.pace.oldest()) {
+    const CUresult r = query == nullptr ? CUDA_ERROR_NOT_FOUND : query(e.events[slot]);
+    if (r == CUDA_ERROR_NOT_READY) return;
+    std::int64_t gpu_ns = -1;
+    if (const int prev = e.pace.previous(); r == CUDA_SUCCESS && prev >= 0 && elapsed != nullptr) {
+      float ms = 0;
+      if (elapsed(&ms, e.events[prev], e.events[slot]) == CUDA_SUCCESS && ms >= 0) {
+        gpu_ns = static_cast<std::int64_t>(static_cast<double>(ms) * 1e6);
+      }
+    }
+    e.pace.completed(gpu_ns);  // a failed query counts as done: never wait on a broken marker
+  }
+}
+
+void warn_markers(const char* what, CUresult r) noexcept {
+  if (!g_warned_markers.exchange(true)) {
+    platform::log_warning("compute share: %s failed (%d); pacing by windows only, without "
+                          "bounding queued work", what, r);
+  }
+}
+
+/// Records a completion marker behind the work just launched on `stream`.
+void mark(StreamEntry& e, CUstream stream, std::int64_t now) noexcept {
+  auto* capturing = real<Sym::cuStreamIsCapturing>();
+  CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
+  if (capturing != nullptr && capturing(stream, &status) == CUDA_SUCCESS &&
+      status != CU_STREAM_CAPTURE_STATUS_NONE) {
+    // Captured work does not run now; a marker would become a node of the user's graph.
+    e.pace = StreamPace{};
+    return;
+  }
+  const int slot = e.pace.next_slot();
+  if (slot < 0) return;
+  auto* create = real<Sym::cuEventCreate>();
+  auto* record = real<Sym::cuEventRecord>();
+  if (create == nullptr || record == nullptr) return warn_markers("finding cuEventCreate/cuEventRecord", CUDA_ERROR_NOT_FOUND);
+  if (e.events[slot] == nullptr) {
+    if (const CUresult r = create(&e.events[slot], CU_EVENT_DEFAULT); r != CUDA_SUCCESS) {
+      e.events[slot] = nullptr;
+      return warn_markers("cuEventCreate", r);
+    }
+  }
+  if (const CUresult r = record(e.events[slot], stream); r != CUDA_SUCCESS) return warn_markers("cuEventRecord", r);
+  e.pace.marked(now);
+}
+
+/// Waits (bounded) until everything this thread queued on the GPU has finished; reports it.
+void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUstream stream,
+           std::int64_t now) noexcept {
+  const std::int64_t window = tp.last_window[ordinal];
+  if (window == -1) return;
+  tp.last_window[ordinal] = -1;
+  if (current != nullptr && current->pace.unmarked()) mark(*current, stream, now);
+  const std::int64_t start = now;
+  for (;;) {
+    bool busy = false;
+    for (StreamEntry& e : tp.entries) {
+      if (!e.used || e.ordinal != ordinal) continue;
+      poll(e);
+      busy = busy || e.pace.outstanding_markers() != 0;
+    }
+    now = now_ns();
+    if (!busy) break;
+    if (now - start > kGiveUpNs) {
+      if (!g_warned_stuck.exchange(true)) {
+        platform::log_warning("compute share: queued work did not finish within %lld ms (a kernel "
+                              "waiting for the host?); going on without it",
+                              static_cast<long long>(kGiveUpNs / kMs));
+      }
+      for (StreamEntry& e : tp.entries) {
+        if (e.used && e.ordinal == ordinal) e.pace.forget_markers();
+      }
+      break;
+    }
+    sleep_ns(kPollNs);
+  }
+  if (window == kBurstWindow) return;
+  pthread_mutex_lock(&d.mu);
+  d.pacer.drained(window, start, now, now);
+  d.publish();
+  pthread_mutex_unlock(&d.mu);
+}
+
+/// Sleeps until `until`, keeping the job's activity stamp fresh; in burst mode wakes early
+/// when the GPU is free.
+void wait_for_window(PaceDevice& d, std::int64_t until) noexcept {
+  for (std::int64_t now = now_ns(); now < until; now = now_ns()) {
+    maybe_stamp(d, now);
+    if (d.burst && !contended(d, now)) return;
+    sleep_ns(std::min(until - now, kSleepChunkNs));
+  }
+}
+
+}  // namespace
+
+PaceTicket pace_before(CUstream stream) noexcept {
+  PaceTicket t;
+  const int ordinal = current_ordinal();
+  PaceDevice* d = device(ordinal);
+  if (d == nullptr) return t;
+  ThreadPace* tp = thread_pace();
+  if (tp == nullptr) return t;
+  CUcontext ctx = nullptr;
+  if (auto* get = real<Sym::cuCtxGetCurrent>(); get == nullptr || get(&ctx) != CUDA_SUCCESS) return t;
+  std::int64_t now = now_ns();
+  StreamEntry* e = entry_for(*tp, ctx, stream, ordinal, now);
+  maybe_stamp(*d, now);
+  // 1. The job's window.
+  for (;;) {
+    if (d->burst && !contended(*d, now)) {
+      tp->last_window[ordinal] = kBurstWindow;
+      t.bursting = true;
+      break;
+    }
+    if (now >= d->go_from.load(std::memory_order_relaxed) && now < d->go_until.load(std::memory_order_relaxed)) {
+      tp->last_window[ordinal] = d->window.load(std::memory_order_relaxed);
+      break;
+    }
+    pthread_mutex_lock(&d->mu);
+    const WindowPacer::Decision dec = d->pacer.admit(now);
+    d->publish();
+    pthread_mutex_unlock(&d->mu);
+    if (dec.verdict == WindowPacer::Verdict::kGo) {
+      tp->last_window[ordinal] = dec.window;
+      break;
+    }
+    drain(*tp, *d, ordinal, e, stream, now);
+    wait_for_window(*d, dec.until);
+    now = now_ns();
+  }
+  // 2. Queued work under its bound.
+  poll(*e);
+  for (const std::int64_t start = now; e->pace.must_wait();) {
+    if (now - start > kGiveUpNs) {
+      e->pace.forget_markers();
+      break;
+    }
+    sleep_ns(kPollNs);
+    poll(*e);
+    now = now_ns();
+  }
+  t.entry = e;
+  t.ordinal = ordinal;
+  t.now = now;
+  return t;
+}
+
+void pace_after(const PaceTicket& t, CUstream stream, CUresult rc) noexcept {
+  if (t.entry == nullptr || rc != CUDA_SUCCESS) return;
+  auto& e = *static_cast<StreamEntry*>(t.entry);
+  PaceDevice& d = g_devices[t.ordinal];
+  e.pace.launched(t.now);
+  const bool closing =
+      !t.bursting && t.now >= d.go_until.load(std::memory_order_relaxed) - StreamPace::kMarkEveryNs;
+  if (e.pace.want_marker(t.now, closing)) mark(e, stream, t.now);
+}
+
+void pace_contexts_changed() noexcept {
+  if (detail::g_pacing.load(std::memory_order_relaxed) == 2) g_epoch.fetch_add(1, std::memory_order_acq_rel);
+}
+
+}  // namespace softmig::hooks

@@ -1,0 +1,369 @@
+// SPDX-License-Identifier: Apache-2.0
+// The compute-share controllers against a simulated clock and a simulated GPU: a host loop per
+// job that launches kernels as fast as it is allowed, and a GPU that runs each job's queue in
+// order and divides its time equally between jobs that have work (as contexts time-slice).
+#include "core/pacer.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <deque>
+#include <string>
+#include <vector>
+
+namespace softmig::core {
+namespace {
+
+constexpr std::int64_t kUs = 1000;
+constexpr std::int64_t kMs = 1000 * kUs;
+
+struct JobSpec {
+  unsigned percent = 100;  ///< 100: not paced at all (the bare reference)
+  unsigned phase = 0;
+  std::int64_t kernel_ns = 1600 * kUs;  ///< GPU time of one launch
+  std::int64_t host_ns = 3 * kUs;       ///< host time of one launch
+  std::int64_t start_ns = 0;            ///< when the job starts launching
+  std::int64_t stop_ns = INT64_MAX;     ///< when it stops (killed)
+};
+
+struct Job {
+  explicit Job(const JobSpec& s)
+      : spec(s), pacer(ShareSchedule{kDefaultPeriodNs, s.percent, s.phase}) {}
+  JobSpec spec;
+  WindowPacer pacer;
+  StreamPace stream;
+  std::deque<std::int64_t> queue;  ///< remaining GPU ns of each queued kernel
+  std::uint64_t launched = 0;
+  std::uint64_t completed = 0;
+  std::vector<std::int64_t> completion_ns;  ///< when kernel i completed
+  struct MarkerSim {
+    std::uint64_t seq = 0;  ///< completes when this many kernels have completed
+  } markers[StreamPace::kSlots];
+  std::int64_t host_free_at = 0;
+  bool draining = false;
+  std::int64_t stop_at = 0;
+  std::int64_t resume_at = 0;
+  std::int64_t last_window = -1;
+  std::uint64_t waits_for_backlog = 0;
+  std::int64_t max_backlog_ns = 0;  ///< most queued GPU time seen at a launch
+
+  [[nodiscard]] bool paced() const { return spec.percent < 100; }
+  [[nodiscard]] bool alive(std::int64_t t) const { return t >= spec.start_ns && t < spec.stop_ns; }
+
+  /// Kernels completed in [from, to).
+  [[nodiscard]] std::uint64_t completed_between(std::int64_t from, std::int64_t to) const {
+    return static_cast<std::uint64_t>(std::count_if(completion_ns.begin(), completion_ns.end(),
+                                                    [&](std::int64_t c) { return c >= from && c < to; }));
+  }
+
+  void poll_markers() {
+    for (int slot = stream.oldest(); slot >= 0; slot = stream.oldest()) {
+      const std::uint64_t seq = markers[slot].seq;
+      if (completed < seq) break;
+      std::int64_t gpu_ns = -1;
+      if (const int prev = stream.previous(); prev >= 0 && markers[prev].seq > 0) {
+        gpu_ns = completion_ns[seq - 1] - completion_ns[markers[prev].seq - 1];
+      }
+      stream.completed(gpu_ns);
+    }
+  }
+
+  void mark(std::int64_t t) {
+    const int slot = stream.next_slot();
+    if (slot < 0) return;
+    markers[slot].seq = launched;
+    stream.marked(t);
+  }
+
+  void host_step(std::int64_t t) {
+    if (t < host_free_at || !alive(t)) return;
+    poll_markers();
+    if (draining) {
+      if (completed < launched) {
+        host_free_at = t + 20 * kUs;  // poll interval
+        return;
+      }
+      pacer.drained(last_window, stop_at, t, t);
+      draining = false;
+      host_free_at = std::max(resume_at, t);
+      return;
+    }
+    if (paced()) {
+      const auto d = pacer.admit(t);
+      if (d.verdict == WindowPacer::Verdict::kWait) {
+        if (completed < launched) {
+          if (stream.unmarked()) mark(t);
+          draining = true;
+          stop_at = t;
+          resume_at = d.until;
+        } else {
+          host_free_at = d.until;
+        }
+        return;
+      }
+      last_window = d.window;
+      if (stream.must_wait()) {
+        ++waits_for_backlog;
+        host_free_at = t + 20 * kUs;
+        return;
+      }
+    } else if (queue.size() >= 1024) {  // the driver's launch queue is full
+      host_free_at = t + 5 * kUs;
+      return;
+    }
+    std::int64_t backlog = 0;
+    for (const auto q : queue) backlog += q;
+    max_backlog_ns = std::max(max_backlog_ns, backlog);
+    queue.push_back(spec.kernel_ns);
+    ++launched;
+    stream.launched(t);
+    const bool closing = paced() && t >= pacer.go_until() - StreamPace::kMarkEveryNs;
+    if (paced() && stream.want_marker(t, closing)) mark(t);
+    host_free_at = t + spec.host_ns;
+  }
+};
+
+/// Runs the jobs from `from` to `to` of simulated time in steps of `dt`.
+void simulate(std::vector<Job>& jobs, std::int64_t from, std::int64_t to, std::int64_t dt = kUs) {
+  for (std::int64_t t = from; t < to; t += dt) {
+    unsigned active = 0;
+    for (const auto& j : jobs) active += j.queue.empty() ? 0U : 1U;
+    for (auto& j : jobs) {
+      if (j.queue.empty()) continue;
+      j.queue.front() -= dt / active;
+      if (j.queue.front() <= 0) {
+        j.queue.pop_front();
+        ++j.completed;
+        j.completion_ns.push_back(t + dt);
+      }
+    }
+    for (auto& j : jobs) j.host_step(t);
+  }
+}
+
+/// Throughput of one job in [from, to) relative to the same job alone and unpaced.
+double relative_share(const JobSpec& spec, unsigned percent, std::int64_t from, std::int64_t to) {
+  JobSpec bare = spec;
+  bare.percent = 100;
+  std::vector<Job> a{Job(bare)};
+  simulate(a, 0, to);
+  JobSpec paced = spec;
+  paced.percent = percent;
+  std::vector<Job> b{Job(paced)};
+  simulate(b, 0, to);
+  return static_cast<double>(b[0].completed_between(from, to)) /
+         static_cast<double>(a[0].completed_between(from, to));
+}
+
+TEST(ShareSchedule, WindowsFollowPeriodPhaseAndShare) {
+  const ShareSchedule s{50 * kMs, 25, 50};
+  EXPECT_EQ(s.window_ns(), 12500 * kUs);
+  EXPECT_EQ(s.start(0), 25 * kMs);
+  EXPECT_EQ(s.end(0), 37500 * kUs);
+  EXPECT_EQ(s.current_or_next(0), 0);             // before window 0: window 0 is next
+  EXPECT_EQ(s.current_or_next(30 * kMs), 0);      // inside window 0
+  EXPECT_EQ(s.current_or_next(40 * kMs), 1);      // after it: window 1
+  EXPECT_EQ(s.current_or_next(-20 * kMs), -1);    // negative times floor correctly
+  EXPECT_EQ(s.current_or_next(-10 * kMs), 0);     // (window -1 ended at -12.5 ms)
+}
+
+TEST(WindowPacer, AdmitsOnlyInsideTheWindow) {
+  WindowPacer p(ShareSchedule{50 * kMs, 20, 0});
+  EXPECT_EQ(p.admit(1 * kMs).verdict, WindowPacer::Verdict::kGo);
+  EXPECT_EQ(p.admit(9 * kMs).verdict, WindowPacer::Verdict::kGo);
+  const auto d = p.admit(10 * kMs);
+  EXPECT_EQ(d.verdict, WindowPacer::Verdict::kWait);
+  EXPECT_EQ(d.until, 50 * kMs);
+  EXPECT_EQ(p.admit(50 * kMs).verdict, WindowPacer::Verdict::kGo);
+}
+
+TEST(WindowPacer, SpillBecomesDebtAndEarlierClosing) {
+  WindowPacer p(ShareSchedule{50 * kMs, 20, 0});
+  ASSERT_EQ(p.admit(0).verdict, WindowPacer::Verdict::kGo);
+  // Work stopped at the window end but ran 4 ms longer.
+  p.drained(0, 10 * kMs, 14 * kMs, 14 * kMs);
+  EXPECT_EQ(p.debt(), 4 * kMs);
+  const auto d = p.admit(20 * kMs);
+  EXPECT_EQ(d.verdict, WindowPacer::Verdict::kWait);
+  EXPECT_EQ(d.until, 54 * kMs);  // the next window opens 4 ms late: the debt is paid
+  EXPECT_EQ(p.go_until(), 60 * kMs - p.drain_estimate());
+  EXPECT_GT(p.drain_estimate(), 0);
+}
+
+TEST(WindowPacer, AWindowAlwaysAdmitsItsFirstLaunch) {
+  WindowPacer p(ShareSchedule{50 * kMs, 10, 0});
+  // Kernels far longer than the 5 ms window teach it to close at once...
+  for (int k = 0; k < 8; ++k) {
+    const std::int64_t base = k * 50 * kMs;
+    ASSERT_EQ(p.admit(base).verdict, WindowPacer::Verdict::kGo);
+    p.drained(p.window(), base, base + 5 * kMs, base + 5 * kMs);
+  }
+  EXPECT_LE(p.go_until() - p.go_from(), kMs);
+  // ...yet the next window still admits one launch.
+  const auto d = p.admit(400 * kMs + kMs);
+  EXPECT_EQ(d.verdict, WindowPacer::Verdict::kGo);
+}
+
+TEST(WindowPacer, LongDebtSkipsWholeWindows) {
+  WindowPacer p(ShareSchedule{50 * kMs, 10, 0});
+  ASSERT_EQ(p.admit(0).verdict, WindowPacer::Verdict::kGo);
+  p.drained(0, 5 * kMs, 30 * kMs, 30 * kMs);  // one launch ran 25 ms past its 5 ms window
+  // 25 ms of debt = five whole windows: the next launch goes in window 6.
+  const auto d = p.admit(40 * kMs);
+  EXPECT_EQ(d.verdict, WindowPacer::Verdict::kWait);
+  EXPECT_EQ(d.until, 6 * 50 * kMs);
+}
+
+TEST(StreamPace, LearnsCostAndBoundsBacklog) {
+  StreamPace s;
+  std::int64_t t = 0;
+  // Launch 1 and its marker; launch 2 while the GPU is still on launch 1.
+  s.launched(t);
+  ASSERT_TRUE(s.want_marker(t, false));  // first marker at once
+  s.marked(t);
+  t += 60 * kUs;
+  s.launched(t);
+  EXPECT_TRUE(s.want_marker(t, false));  // the GPU lags: mark every launch
+  s.marked(t);
+  s.completed(-1);                 // launch 1 done, no elapsed time (no previous marker)
+  EXPECT_EQ(s.cost_per_launch(), 0);
+  s.completed(1600 * kUs);         // launch 2 done 1.6 ms later
+  EXPECT_EQ(s.cost_per_launch(), 1600 * kUs);
+  EXPECT_TRUE(s.idle());
+  s.launched(t);
+  s.marked(t);
+  EXPECT_FALSE(s.must_wait());     // one queued launch is fine
+  s.launched(t);
+  s.marked(t);
+  EXPECT_TRUE(s.must_wait());      // two of 1.6 ms exceed the 1 ms bound
+}
+
+TEST(StreamPace, RingNeverOverflows) {
+  StreamPace s;
+  for (int i = 0; i < 100; ++i) {
+    s.launched(i * kUs);
+    if (s.next_slot() >= 0) s.marked(i * kUs);
+  }
+  EXPECT_LE(s.outstanding_markers(), StreamPace::kSlots);
+  EXPECT_EQ(s.next_slot(), -1);
+  EXPECT_TRUE(s.must_wait());
+}
+
+struct LoadCase {
+  const char* name;
+  std::int64_t kernel_ns;
+  std::int64_t host_ns;
+  double tolerance;
+};
+
+class ShareConverges : public ::testing::TestWithParam<std::tuple<LoadCase, unsigned>> {};
+
+TEST_P(ShareConverges, DeliversTheShareOfTheSameWorkAlone) {
+  const auto& [load, percent] = GetParam();
+  JobSpec spec;
+  spec.kernel_ns = load.kernel_ns;
+  spec.host_ns = load.host_ns;
+  const double got = relative_share(spec, percent, 500 * kMs, 2500 * kMs);
+  RecordProperty("share", std::to_string(got));
+  std::printf("  %-22s %3u %%  -> %.4f\n", load.name, percent, got);
+  EXPECT_NEAR(got, percent / 100.0, load.tolerance) << load.name << " at " << percent << " %";
+}
+
+const LoadCase kLoads[] = {
+    {"compute-bound 1.6 ms", 1600 * kUs, 3 * kUs, 0.02},
+    {"launch-bound 2 us", 2 * kUs, 4 * kUs, 0.05},
+    {"medium 150 us", 150 * kUs, 5 * kUs, 0.05},
+    {"graph 8 ms", 8 * kMs, 10 * kUs, 0.05},
+};
+
+INSTANTIATE_TEST_SUITE_P(Loads, ShareConverges,
+                         ::testing::Combine(::testing::ValuesIn(kLoads),
+                                            ::testing::Values(10U, 25U, 50U, 75U)));
+
+TEST(SharePacing, QueuedWorkStaysBounded) {
+  JobSpec spec;  // compute-bound: the host could queue a thousand kernels in 3 ms
+  spec.percent = 25;
+  std::vector<Job> jobs{Job(spec)};
+  simulate(jobs, 0, 200 * kMs);
+  const std::int64_t learning = jobs[0].max_backlog_ns;  // before the cost per launch is known
+  jobs[0].max_backlog_ns = 0;
+  simulate(jobs, 200 * kMs, 1200 * kMs);
+  EXPECT_LE(learning, 40 * spec.kernel_ns);
+  EXPECT_LE(jobs[0].max_backlog_ns, 2 * spec.kernel_ns) << "while learning: " << learning;
+  EXPECT_GT(jobs[0].waits_for_backlog, 0U);
+}
+
+TEST(SharePacing, NoOscillationBeyondOneKernelPerPeriod) {
+  JobSpec spec;
+  spec.percent = 50;
+  std::vector<Job> jobs{Job(spec)};
+  simulate(jobs, 0, 2000 * kMs);
+  // Over every pair of periods after the first 500 ms, the GPU time delivered stays within
+  // one kernel of the share.
+  const std::int64_t pair = 2 * kDefaultPeriodNs;
+  for (std::int64_t from = 500 * kMs; from + pair <= 2000 * kMs; from += pair) {
+    const double busy = static_cast<double>(jobs[0].completed_between(from, from + pair)) *
+                        static_cast<double>(spec.kernel_ns);
+    EXPECT_NEAR(busy / static_cast<double>(pair), 0.5,
+                static_cast<double>(spec.kernel_ns) / static_cast<double>(pair) + 0.01)
+        << "periods from " << from / kMs << " ms";
+  }
+}
+
+TEST(SharePacing, TwoJobsAtHalfEachGetHalfWhileTogether) {
+  JobSpec a;
+  a.percent = 50;
+  a.phase = 0;
+  JobSpec b = a;
+  b.phase = 50;
+  std::vector<Job> jobs{Job(a), Job(b)};
+  simulate(jobs, 0, 2500 * kMs);
+  JobSpec bare = a;
+  bare.percent = 100;
+  std::vector<Job> alone{Job(bare)};
+  simulate(alone, 0, 2500 * kMs);
+  const double base = static_cast<double>(alone[0].completed_between(500 * kMs, 2500 * kMs));
+  for (const auto& j : jobs) {
+    EXPECT_NEAR(static_cast<double>(j.completed_between(500 * kMs, 2500 * kMs)) / base, 0.5, 0.05);
+  }
+}
+
+TEST(SharePacing, SamePhaseJobsStillGetNoMoreThanTheirShare) {
+  // Misconfigured phases (both 0): the jobs overlap and time-slice, but neither exceeds 50 %.
+  JobSpec a;
+  a.percent = 50;
+  std::vector<Job> jobs{Job(a), Job(a)};
+  simulate(jobs, 0, 2500 * kMs);
+  JobSpec bare = a;
+  bare.percent = 100;
+  std::vector<Job> alone{Job(bare)};
+  simulate(alone, 0, 2500 * kMs);
+  const double base = static_cast<double>(alone[0].completed_between(500 * kMs, 2500 * kMs));
+  for (const auto& j : jobs) {
+    const double share = static_cast<double>(j.completed_between(500 * kMs, 2500 * kMs)) / base;
+    EXPECT_LE(share, 0.52);
+    EXPECT_GE(share, 0.15);  // and none starves
+  }
+}
+
+TEST(SharePacing, JobKilledMidWindowLeavesTheOtherOnSchedule) {
+  JobSpec a;
+  a.percent = 50;
+  JobSpec b = a;
+  b.phase = 50;
+  b.stop_ns = 1000 * kMs;  // killed with work queued
+  std::vector<Job> jobs{Job(a), Job(b)};
+  simulate(jobs, 0, 2500 * kMs);
+  JobSpec bare = a;
+  bare.percent = 100;
+  std::vector<Job> alone{Job(bare)};
+  simulate(alone, 0, 2500 * kMs);
+  const double base = static_cast<double>(alone[0].completed_between(1500 * kMs, 2500 * kMs));
+  EXPECT_NEAR(static_cast<double>(jobs[0].completed_between(1500 * kMs, 2500 * kMs)) / base, 0.5,
+              0.03);
+}
+
+}  // namespace
+}  // namespace softmig::core
