@@ -19,6 +19,8 @@ namespace {
 constexpr std::uint64_t kDefaultDeviceBytes = 16ULL << 30U;
 constexpr std::uint64_t kDefaultContextBytes = 300ULL << 20U;
 constexpr std::uint64_t kDefaultModuleBytes = 2ULL << 20U;
+constexpr std::uint64_t kDefaultQueueDepth = 1024;  // the driver's pending-launch queue
+constexpr std::uint64_t kGraphKernels = 8;          // default graph launch = 8 kernels
 
 [[noreturn]] void die(const char* what, const char* value) {
   warn("libs", "invalid %s=\"%s\"", what, value);
@@ -35,6 +37,32 @@ std::uint64_t size_from_env(const char* name, std::uint64_t fallback) {
     die(name, text);
   }
   return *value;
+}
+
+std::uint64_t duration_from_env(const char* name, std::uint64_t fallback) {
+  const char* text = std::getenv(name);
+  if (text == nullptr || *text == '\0') {
+    return fallback;
+  }
+  const auto value = parse_duration_ns(text);
+  if (!value) {
+    die(name, text);
+  }
+  return *value;
+}
+
+std::uint64_t count_from_env(const char* name, std::uint64_t fallback) {
+  const char* text = std::getenv(name);
+  if (text == nullptr || *text == '\0') {
+    return fallback;
+  }
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long value = std::strtoull(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0' || *text == '-') {
+    die(name, text);
+  }
+  return value;
 }
 
 Config load_config() {
@@ -63,6 +91,11 @@ Config load_config() {
   if (const char* state = std::getenv("SOFTMIG_FAKE_STATE"); state != nullptr) {
     cfg.state_path = state;
   }
+  cfg.kernel_ns = duration_from_env("SOFTMIG_FAKE_KERNEL_NS", 0);
+  const std::uint64_t graph_default =
+      cfg.kernel_ns > UINT64_MAX / kGraphKernels ? UINT64_MAX : cfg.kernel_ns * kGraphKernels;
+  cfg.graph_ns = duration_from_env("SOFTMIG_FAKE_GRAPH_NS", graph_default);
+  cfg.queue_depth = count_from_env("SOFTMIG_FAKE_QUEUE_DEPTH", kDefaultQueueDepth);
   return cfg;
 }
 
@@ -168,6 +201,62 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
     return std::nullopt;
   }
   return value << shift;
+}
+
+std::optional<std::uint64_t> parse_duration_ns(std::string_view text) {
+  while (!text.empty() && text.front() == ' ') {
+    text.remove_prefix(1);
+  }
+  while (!text.empty() && text.back() == ' ') {
+    text.remove_suffix(1);
+  }
+  // Integer part and up to 9 fractional digits, kept exactly in units of 1e-9 of the unit.
+  std::uint64_t whole = 0;
+  std::uint64_t frac = 0;  // fractional digits scaled to 1e9
+  std::size_t i = 0;
+  for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
+    const auto digit = static_cast<std::uint64_t>(text[i] - '0');
+    if (whole > (UINT64_MAX - digit) / 10) {
+      return std::nullopt;
+    }
+    whole = whole * 10 + digit;
+  }
+  const std::size_t int_digits = i;
+  std::size_t frac_digits = 0;
+  if (i < text.size() && text[i] == '.') {
+    ++i;
+    std::uint64_t scale = 100000000;
+    for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i, ++frac_digits) {
+      frac += static_cast<std::uint64_t>(text[i] - '0') * scale;
+      scale /= 10;
+    }
+  }
+  if (int_digits == 0 && frac_digits == 0) {
+    return std::nullopt;
+  }
+  const auto unit = text.substr(i);
+  std::uint64_t ns_per_unit = 0;
+  if (unit.empty() || unit == "ns") {
+    ns_per_unit = 1;
+  } else if (unit == "us") {
+    ns_per_unit = 1000;
+  } else if (unit == "ms") {
+    ns_per_unit = 1000000;
+  } else if (unit == "s") {
+    ns_per_unit = 1000000000;
+  } else {
+    return std::nullopt;
+  }
+  if (whole > UINT64_MAX / ns_per_unit) {
+    return std::nullopt;
+  }
+  // frac < 1e9 and ns_per_unit <= 1e9: the product fits in 64 bits.
+  const std::uint64_t frac_ns = frac * ns_per_unit / 1000000000;
+  const std::uint64_t whole_ns = whole * ns_per_unit;
+  if (whole_ns > UINT64_MAX - frac_ns) {
+    return std::nullopt;
+  }
+  return whole_ns + frac_ns;
 }
 
 std::string uuid_string(int phys) {

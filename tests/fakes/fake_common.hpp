@@ -25,6 +25,9 @@ struct Config {
   std::uint64_t context_bytes = 0;          ///< cost of one context
   std::uint64_t module_bytes = 0;           ///< cost of one loaded module / library
   std::string state_path;                   ///< SOFTMIG_FAKE_STATE, empty if unset
+  std::uint64_t kernel_ns = 0;              ///< GPU time of one kernel launch
+  std::uint64_t graph_ns = 0;               ///< GPU time of one graph launch
+  std::uint64_t queue_depth = 0;            ///< pending launches per device before one blocks
 };
 
 /// The configuration; a malformed variable aborts the process with a message on stderr, because a
@@ -33,6 +36,10 @@ const Config& config();
 
 /// Parses "16G", "300M", "4096", "1GiB" (binary units, case-insensitive). nullopt if malformed.
 std::optional<std::uint64_t> parse_size(std::string_view text);
+
+/// Parses a duration in nanoseconds: "250000", "250us", "1.5ms", "2s" (suffixes ns, us, ms, s).
+/// nullopt if malformed or out of range.
+std::optional<std::uint64_t> parse_duration_ns(std::string_view text);
 
 /// "GPU-fa4e0000-0000-0000-0000-00000000000N" for physical device N.
 std::string uuid_string(int phys);

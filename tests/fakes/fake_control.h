@@ -18,6 +18,30 @@
  *   SOFTMIG_FAKE_INJECT         "symbol:result:count[,symbol:result:count...]": the next `count`
  *                               calls of `symbol` return `result` without doing anything
  * The fake libcuda also honours CUDA_VISIBLE_DEVICES (read at cuInit) like the real driver.
+ *
+ * GPU time, understood by the fake libcuda (durations: a number of ns, or with a suffix ns, us,
+ * ms, s, e.g. "250us", "1.5ms"):
+ *   SOFTMIG_FAKE_KERNEL_NS      GPU time of every kernel launch (cuLaunchKernel, cuLaunchKernelEx,
+ *                               cuLaunchCooperativeKernel and their _ptsz variants). Default 0:
+ *                               work takes no time and nothing ever waits.
+ *   SOFTMIG_FAKE_GRAPH_NS       GPU time of every cuGraphLaunch(_ptsz). Default 8 x KERNEL_NS.
+ *   SOFTMIG_FAKE_QUEUE_DEPTH    launches that may be pending on a device; a further launch blocks
+ *                               until the oldest completes, like a launch into the driver's full
+ *                               queue. Default 1024; 0 = unbounded.
+ * The model: each device has one timeline per process on which the work of all streams runs
+ * serially in submission order (CLOCK_MONOTONIC): a launch submitted at `now` completes at
+ * busy_until = max(now, busy_until) + duration. cuEventRecord stamps the event with
+ * max(now, busy_until) of the stream's device; cuEventQuery is CUDA_ERROR_NOT_READY (600) until
+ * then (CUDA_SUCCESS for an event never recorded, as the driver documents); cuEventElapsedTime(_v2)
+ * gives the difference of the stamps (NOT_READY while either is pending, INVALID_HANDLE if either
+ * is unknown, never recorded or created with CU_EVENT_DISABLE_TIMING). cuStreamSynchronize(_ptsz),
+ * cuCtxSynchronize(_v2), cuEventSynchronize and the synchronous cuMemcpy* sleep until the device's
+ * busy_until at the time of the call. Events and synchronisation follow the device, not the
+ * individual stream (a stream sync also waits for other streams' earlier work).
+ * On a stream marked capturing (fake_set_capturing), launches and cuEventRecord succeed but are
+ * captured, not executed (no GPU time, not in fake_launch_count, the event is not stamped), and
+ * cuStreamSynchronize fails with CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED (900) and invalidates the
+ * capture, as in the driver.
  */
 #ifndef SOFTMIG_TESTS_FAKE_CONTROL_H
 #define SOFTMIG_TESTS_FAKE_CONTROL_H
@@ -49,6 +73,26 @@ unsigned long long fake_process_used(int cuda_ordinal);
  *  Returns -1 for invalid flags. */
 int fake_proc_symbol(const char* base, int cudaVersion, unsigned long long flags,
                      const char** symbol);
+
+/** GPU time (ns) consumed by the launches of this process on the device with CUDA ordinal
+ *  `cuda_ordinal`: the sum of the durations of every executed kernel and graph launch, counted
+ *  when submitted (some of it may still be pending). 0 before cuInit or for an invalid ordinal. */
+unsigned long long fake_gpu_busy_ns(int cuda_ordinal);
+
+/** Kernel and graph launches this process executed on all devices (captured ones excluded).
+ *  Unlike fake_call_count, launches that failed or were injected to fail are not counted. */
+unsigned long long fake_launch_count(void);
+
+/** Marks stream handle `stream` (a stream from cuStreamCreate, or NULL, CU_STREAM_LEGACY,
+ *  CU_STREAM_PER_THREAD as values) as capturing: cuStreamIsCapturing then reports `capturing`
+ *  (1 = CU_STREAM_CAPTURE_STATUS_ACTIVE, 2 = CU_STREAM_CAPTURE_STATUS_INVALIDATED; other non-zero
+ *  values mean 1). 0 ends the capture. The fake has no cuStreamBeginCapture. */
+void fake_set_capturing(void* stream, int capturing);
+
+/** Changes the GPU time of every later kernel launch and graph launch of this process
+ *  (overrides SOFTMIG_FAKE_KERNEL_NS / SOFTMIG_FAKE_GRAPH_NS; work already submitted keeps its
+ *  time). */
+void fake_set_kernel_ns(unsigned long long kernel_ns, unsigned long long graph_ns);
 
 /* ---- fake libnvidia-ml.so.1 ------------------------------------------------------------- */
 

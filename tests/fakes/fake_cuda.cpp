@@ -12,10 +12,18 @@
 ///    (they lie above the canonical user address range) and 512-byte aligned;
 ///  * thread-local current contexts, primary-context reference counts;
 ///  * cuGetProcAddress / _v2 answered from the fake's own table with the driver's rules for
-///    cudaVersion and per-thread default stream flags.
+///    cudaVersion and per-thread default stream flags;
+///  * GPU time: every kernel launch occupies its device for SOFTMIG_FAKE_KERNEL_NS, every graph
+///    launch for SOFTMIG_FAKE_GRAPH_NS, on one timeline per device on which the work of all
+///    streams of the process runs serially in submission order; at most SOFTMIG_FAKE_QUEUE_DEPTH
+///    launches are pending per device (a further launch blocks, like the driver's full queue);
+///    events are stamped with the completion time of the work submitted before them, and
+///    stream / context synchronisation and synchronous copies sleep until that work is done;
+///    work on a stream marked capturing (fake_set_capturing) is captured, not executed.
 /// Every exported function counts its calls and can be told to fail (fake_control.h).
 ///
-/// Deliberate simplifications: kernels, copies and synchronisation do nothing; a child forked
+/// Deliberate simplifications: kernels and copies compute nothing and copies take no GPU time;
+/// events and synchronisation follow the device timeline, not the individual stream; a child forked
 /// after cuInit gets CUDA_ERROR_NOT_INITIALIZED from every call (as with the real driver, CUDA
 /// cannot be used in such a child); handle objects are never freed, so stale handles are caught
 /// instead of being reused; cuMemCreate sizes must be multiples of the 2 MiB granularity.
@@ -28,10 +36,13 @@
 #include <sys/mman.h>
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <string>
@@ -121,6 +132,11 @@ using FakeResult = CUresult;  // of the entry points FAKE_FORWARD defines
 
 // ---- the simulated driver -------------------------------------------------------------------
 constexpr CUresult CUDA_ERROR_FILE_NOT_FOUND = 301;
+constexpr CUresult CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED = 900;
+constexpr CUstreamCaptureStatus CU_STREAM_CAPTURE_STATUS_ACTIVE = 1;
+constexpr CUstreamCaptureStatus CU_STREAM_CAPTURE_STATUS_INVALIDATED = 2;
+constexpr unsigned int CU_EVENT_BLOCKING_SYNC = 0x1;
+constexpr unsigned int CU_EVENT_INTERPROCESS = 0x4;
 
 constexpr std::uint64_t kAlign = 512;
 // Device addresses: 4 TiB per physical device from 2^47, i.e. just above the canonical user
@@ -142,6 +158,25 @@ struct Charge {
   Kind kind = Kind::Device;
 };
 
+// One device's GPU timeline: the work of every stream of the process runs on it serially, in
+// submission order. Times are CLOCK_MONOTONIC nanoseconds.
+struct Timeline {
+  std::uint64_t busy_until = 0;       // completion time of the last work submitted
+  std::uint64_t busy_ns = 0;          // GPU time of all work submitted so far
+  std::uint64_t launches = 0;         // launches executed (captured ones excluded)
+  std::deque<std::uint64_t> pending;  // completion times of launches not yet complete
+};
+
+// An event: handles are synthetic values (never dereferenced, never reused), so a destroyed or
+// forged handle is always recognised.
+struct Event {
+  unsigned int flags = 0;
+  CUctx_st* ctx = nullptr;
+  bool recorded = false;
+  std::uint64_t stamp = 0;  // completion time of the work before the last record
+};
+constexpr std::uintptr_t kEventBase = 0xe7e0000000000000ULL;  // not a canonical address
+
 struct Driver {
   std::mutex mu;
   bool initialized = false;
@@ -161,6 +196,13 @@ struct Driver {
   CUmemGenericAllocationHandle next_handle = 0x1000;
   fake::UsageTable table;
   void* private_table = nullptr;
+  // GPU time (see Timeline); durations start from the environment, fake_set_kernel_ns changes them.
+  Timeline timeline[fake::kMaxDevices];
+  std::uint64_t kernel_ns = 0;
+  std::uint64_t graph_ns = 0;
+  std::unordered_map<CUevent, Event> events;
+  std::uintptr_t next_event = 1;
+  std::unordered_map<std::uintptr_t, CUstreamCaptureStatus> capture;  // stream handle -> status
 };
 
 Driver* new_driver() {
@@ -169,6 +211,8 @@ Driver* new_driver() {
     d->next_va[i] = kVaBase + kVaStride * static_cast<CUdeviceptr>(i);
     d->default_pool[i] = {i, true, false};
   }
+  d->kernel_ns = config().kernel_ns;
+  d->graph_ns = config().graph_ns;
   return d;
 }
 
@@ -690,6 +734,7 @@ constexpr MinVersion kMinVersions[] = {
     {"cuArray3DCreate_v2", 3020}, {"cuCtxCreate_v2", 3020}, {"cuMemGetAddressRange_v2", 3020},
     {"cuMemcpyHtoD_v2", 3020}, {"cuMemcpyDtoH_v2", 3020},
     {"cuCtxDestroy_v2", 4000}, {"cuCtxPushCurrent_v2", 4000}, {"cuCtxPopCurrent_v2", 4000},
+    {"cuEventDestroy_v2", 4000},
     {"cuStreamDestroy_v2", 4000}, {"cuLaunchKernel", 4000}, {"cuPointerGetAttribute", 4000},
     {"cuCtxSetCurrent", 4000}, {"cuCtxGetCurrent", 4000},
     {"cuMipmappedArrayCreate", 5000}, {"cuMipmappedArrayDestroy", 5000},
@@ -700,6 +745,7 @@ constexpr MinVersion kMinVersions[] = {
     {"cuDevicePrimaryCtxReset", 7000}, {"cuDevicePrimaryCtxGetState", 7000},
     {"cuLaunchCooperativeKernel", 9000}, {"cuLaunchCooperativeKernel_ptsz", 9000},
     {"cuDeviceGetUuid", 9020},
+    {"cuStreamIsCapturing", 10000},
     {"cuGraphCreate", 10000}, {"cuGraphDestroy", 10000}, {"cuGraphLaunch", 10000},
     {"cuGraphLaunch_ptsz", 10000}, {"cuGraphExecDestroy", 10000},
     {"cuMemCreate", 10020}, {"cuMemRelease", 10020}, {"cuMemAddressReserve", 10020},
@@ -716,7 +762,7 @@ constexpr MinVersion kMinVersions[] = {
     {"cuLaunchKernelEx", 11060}, {"cuLaunchKernelEx_ptsz", 11060},
     {"cuGetProcAddress_v2", 12000}, {"cuLibraryLoadData", 12000},
     {"cuLibraryLoadFromFile", 12000}, {"cuLibraryUnload", 12000},
-    {"cuCtxCreate_v4", 12050},
+    {"cuCtxCreate_v4", 12050}, {"cuEventElapsedTime_v2", 12080},
     {"cuCtxGetDevice_v2", 13000}, {"cuCtxSynchronize_v2", 13000},
     {"cuModuleLoadDataEx", 2010}, {"cuDriverGetVersion", 2020}, {"cuGetExportTable", 3000},
 };
@@ -841,6 +887,8 @@ constexpr ErrorText kErrors[] = {
     {709, "CUDA_ERROR_CONTEXT_IS_DESTROYED", "context is destroyed"},
     {719, "CUDA_ERROR_LAUNCH_FAILED", "unspecified launch failure"},
     {800, "CUDA_ERROR_NOT_PERMITTED", "operation not permitted"},
+    {900, "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED",
+     "operation not permitted when stream is capturing"},
     {801, "CUDA_ERROR_NOT_SUPPORTED", "operation not supported"},
     {999, "CUDA_ERROR_UNKNOWN", "unknown error"},
 };
@@ -859,29 +907,279 @@ CUresult error_text(CUresult error, const char** out, bool name) {
   return CUDA_ERROR_INVALID_VALUE;
 }
 
+// ---- GPU time ---------------------------------------------------------------------------------
+std::uint64_t now_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+// Sleeps until CLOCK_MONOTONIC reaches `deadline` (ns). Called without the driver lock.
+void sleep_until(std::uint64_t deadline) {
+  if (deadline <= now_ns()) {
+    return;  // the usual case without GPU time: no system call
+  }
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(deadline / 1000000000ULL);
+  ts.tv_nsec = static_cast<long>(deadline % 1000000000ULL);
+  while (::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+  }
+}
+
+bool special_stream(CUstream stream) { return reinterpret_cast<std::uintptr_t>(stream) <= 2; }
+
+// Physical device whose timeline runs work of `stream` (validated), `ctx` being current.
+int work_phys(CUstream stream, const CUctx_st* ctx) {
+  return special_stream(stream) ? ctx->phys : stream->ctx->phys;
+}
+
+// Context of a (validated) stream: its own, or the current one for NULL / legacy / per-thread.
+CUctx_st* stream_owner(CUstream stream, CUctx_st* current) {
+  return special_stream(stream) ? current : stream->ctx;
+}
+
+CUstreamCaptureStatus capture_status(const Driver& d, CUstream stream) {
+  const auto it = d.capture.find(reinterpret_cast<std::uintptr_t>(stream));
+  return it == d.capture.end() ? CU_STREAM_CAPTURE_STATUS_NONE : it->second;
+}
+
+// Completion time of the work submitted to `phys` so far (now if it is idle).
+std::uint64_t work_done_at(const Driver& d, int phys) {
+  return std::max(now_ns(), d.timeline[phys].busy_until);
+}
+
+// Submits work of `stream` that `check(d, ctx)` validates (under the driver lock, after the stream
+// itself): unless the stream is capturing, it occupies the device for `duration` ns after the
+// work already submitted. Blocks while the device already has SOFTMIG_FAKE_QUEUE_DEPTH launches
+// pending, as a launch into the driver's full queue does.
+template <typename Check>
+CUresult submit(CUstream stream, bool graph, Check&& check) {
+  Driver& d = drv();
+  std::unique_lock lock(d.mu);
+  CUctx_st* ctx = nullptr;
+  if (const CUresult r = stream_context(d, stream, &ctx); r != CUDA_SUCCESS) {
+    return r;
+  }
+  if (const CUresult r = check(d, ctx); r != CUDA_SUCCESS) {
+    return r;
+  }
+  if (capture_status(d, stream) != CU_STREAM_CAPTURE_STATUS_NONE) {
+    return CUDA_SUCCESS;  // recorded into the graph being captured, not executed
+  }
+  Timeline& t = d.timeline[work_phys(stream, ctx)];
+  const std::uint64_t depth = config().queue_depth;
+  std::uint64_t now = now_ns();
+  while (true) {
+    while (!t.pending.empty() && t.pending.front() <= now) {
+      t.pending.pop_front();
+    }
+    if (depth == 0 || t.pending.size() < depth) {
+      break;
+    }
+    const std::uint64_t wake = t.pending.front();
+    lock.unlock();
+    sleep_until(wake);
+    lock.lock();
+    now = now_ns();
+  }
+  const std::uint64_t duration = graph ? d.graph_ns : d.kernel_ns;
+  t.busy_until = std::max(now, t.busy_until) + duration;
+  t.busy_ns += duration;
+  ++t.launches;
+  if (t.busy_until > now) {
+    t.pending.push_back(t.busy_until);
+  }
+  return CUDA_SUCCESS;
+}
+
+// Waits for the work submitted so far to the device that runs `stream` (validated by
+// stream_context); CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED on a capturing stream, whose capture it
+// invalidates, as the driver does.
+CUresult stream_sync(CUstream stream) {
+  std::uint64_t deadline = 0;
+  {
+    Driver& d = drv();
+    std::lock_guard lock(d.mu);
+    CUctx_st* ctx = nullptr;
+    if (const CUresult r = stream_context(d, stream, &ctx); r != CUDA_SUCCESS) {
+      return r;
+    }
+    if (capture_status(d, stream) != CU_STREAM_CAPTURE_STATUS_NONE) {
+      d.capture[reinterpret_cast<std::uintptr_t>(stream)] = CU_STREAM_CAPTURE_STATUS_INVALIDATED;
+      return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+    }
+    deadline = d.timeline[work_phys(stream, ctx)].busy_until;
+  }
+  sleep_until(deadline);
+  return CUDA_SUCCESS;
+}
+
+// Waits for the work submitted so far to the device of `ctx` (NULL: the current context).
+CUresult context_sync(CUcontext ctx) {
+  std::uint64_t deadline = 0;
+  {
+    Driver& d = drv();
+    std::lock_guard lock(d.mu);
+    if (ctx == nullptr) {
+      if (const CUresult r = current_context(d, &ctx); r != CUDA_SUCCESS) {
+        return r;
+      }
+    } else {
+      if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
+        return r;
+      }
+      if (!context_valid(d, ctx)) {
+        return CUDA_ERROR_INVALID_CONTEXT;
+      }
+    }
+    deadline = d.timeline[ctx->phys].busy_until;
+  }
+  sleep_until(deadline);
+  return CUDA_SUCCESS;
+}
+
+// ---- events -----------------------------------------------------------------------------------
+// The live event behind `handle`, or nullptr (unknown, destroyed, or its context destroyed).
+Event* find_event(Driver& d, CUevent handle) {
+  const auto it = d.events.find(handle);
+  if (it == d.events.end() || !context_valid(d, it->second.ctx)) {
+    return nullptr;
+  }
+  return &it->second;
+}
+
+CUresult event_create(CUevent* out, unsigned int flags) {
+  return with_context([&](Driver& d, CUctx_st* ctx) {
+    constexpr unsigned int kKnown =
+        CU_EVENT_BLOCKING_SYNC | CU_EVENT_DISABLE_TIMING | CU_EVENT_INTERPROCESS;
+    if (out == nullptr || (flags & ~kKnown) != 0 ||
+        ((flags & CU_EVENT_INTERPROCESS) != 0 && (flags & CU_EVENT_DISABLE_TIMING) == 0)) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    auto* handle = reinterpret_cast<CUevent>(kEventBase + (d.next_event++ << 4U));
+    d.events[handle] = Event{flags, ctx, false, 0};
+    *out = handle;
+    return CUDA_SUCCESS;
+  });
+}
+
+CUresult event_destroy(CUevent handle) {
+  return with_init([&](Driver& d) {
+    // Like the driver, an event whose recorded work is still pending may be destroyed.
+    return d.events.erase(handle) != 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+  });
+}
+
+CUresult event_record(CUevent handle, CUstream stream) {
+  Driver& d = drv();
+  std::lock_guard lock(d.mu);
+  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
+    return r;
+  }
+  Event* e = find_event(d, handle);
+  if (e == nullptr) {
+    return CUDA_ERROR_INVALID_HANDLE;
+  }
+  CUctx_st* ctx = nullptr;
+  if (const CUresult r = stream_context(d, stream, &ctx); r != CUDA_SUCCESS) {
+    return r;
+  }
+  if (stream_owner(stream, ctx) != e->ctx) {
+    return CUDA_ERROR_INVALID_HANDLE;  // event and stream of different contexts
+  }
+  if (capture_status(d, stream) != CU_STREAM_CAPTURE_STATUS_NONE) {
+    return CUDA_SUCCESS;  // becomes a node of the graph being captured; the event is untouched
+  }
+  e->recorded = true;
+  e->stamp = work_done_at(d, work_phys(stream, ctx));
+  return CUDA_SUCCESS;
+}
+
+CUresult event_query(CUevent handle) {
+  return with_init([&](Driver& d) {
+    const Event* e = find_event(d, handle);
+    if (e == nullptr) {
+      return CUDA_ERROR_INVALID_HANDLE;
+    }
+    // Never recorded: complete, as the driver documents.
+    return !e->recorded || now_ns() >= e->stamp ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
+  });
+}
+
+CUresult event_synchronize(CUevent handle) {
+  std::uint64_t deadline = 0;
+  {
+    Driver& d = drv();
+    std::lock_guard lock(d.mu);
+    if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
+      return r;
+    }
+    const Event* e = find_event(d, handle);
+    if (e == nullptr) {
+      return CUDA_ERROR_INVALID_HANDLE;
+    }
+    deadline = e->recorded ? e->stamp : 0;
+  }
+  sleep_until(deadline);
+  return CUDA_SUCCESS;
+}
+
+CUresult event_elapsed(float* ms, CUevent start, CUevent end) {
+  return with_init([&](Driver& d) {
+    if (ms == nullptr) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    const Event* a = find_event(d, start);
+    const Event* b = find_event(d, end);
+    if (a == nullptr || b == nullptr || ((a->flags | b->flags) & CU_EVENT_DISABLE_TIMING) != 0 ||
+        !a->recorded || !b->recorded) {
+      return CUDA_ERROR_INVALID_HANDLE;
+    }
+    const std::uint64_t now = now_ns();
+    if (now < a->stamp || now < b->stamp) {
+      return CUDA_ERROR_NOT_READY;
+    }
+    const double diff = static_cast<double>(b->stamp) - static_cast<double>(a->stamp);
+    *ms = static_cast<float>(diff / 1e6);
+    return CUDA_SUCCESS;
+  });
+}
+
+CUresult stream_is_capturing(CUstream stream, CUstreamCaptureStatus* status) {
+  return with_stream(stream, [&](Driver& d, CUctx_st*) {
+    if (status == nullptr) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    *status = capture_status(d, stream);
+    return CUDA_SUCCESS;
+  });
+}
+
 // ---- launches ---------------------------------------------------------------------------------
 CUresult launch(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
                 unsigned int by, unsigned int bz, CUstream stream) {
-  return with_stream(stream, [&](Driver&, CUctx_st*) {
+  return submit(stream, false, [&](Driver&, CUctx_st*) {
     if (f == nullptr) {
       return CUDA_ERROR_INVALID_HANDLE;
     }
     if (gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0) {
       return CUDA_ERROR_INVALID_VALUE;
     }
-    return CUDA_SUCCESS;  // the kernel "ran"
+    return CUDA_SUCCESS;  // the kernel "runs" for SOFTMIG_FAKE_KERNEL_NS
   });
 }
 
-CUresult launch_ex(const CUlaunchConfig* launch_config, CUfunction f) {
-  if (launch_config == nullptr) {
+CUresult launch_ex(const CUlaunchConfig* c, CUfunction f) {
+  if (c == nullptr || (c->numAttrs > 0 && c->attrs == nullptr)) {
     return CUDA_ERROR_INVALID_VALUE;
   }
-  return launch(f, 1, 1, 1, 1, 1, 1, nullptr);
+  return launch(f, c->gridDimX, c->gridDimY, c->gridDimZ, c->blockDimX, c->blockDimY,
+                c->blockDimZ, c->hStream);
 }
 
 CUresult graph_launch(CUgraphExec exec, CUstream stream) {
-  return with_stream(stream, [&](Driver& d, CUctx_st*) {
+  return submit(stream, true, [&](Driver& d, CUctx_st*) {
     if (!d.created.contains(exec) || exec->destroyed) {
       return CUDA_ERROR_INVALID_VALUE;
     }
@@ -924,18 +1222,21 @@ CUresult free_async(CUdeviceptr ptr, CUstream stream) {
   return free_address(ptr);
 }
 
-CUresult stream_sync(CUstream stream) {
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  CUctx_st* ctx = nullptr;
-  return stream_context(d, stream, &ctx);
-}
-
+// A synchronous copy: runs after the work already submitted to the device (it takes no time
+// itself) and returns once that work is done.
 CUresult copy(CUdeviceptr device, const void* host, size_t bytes) {
-  return with_context([&](Driver&, CUctx_st*) {
-    return (bytes > 0 && (device == 0 || host == nullptr)) ? CUDA_ERROR_INVALID_VALUE
-                                                           : CUDA_SUCCESS;
+  std::uint64_t deadline = 0;
+  const CUresult r = with_context([&](Driver& d, CUctx_st* ctx) {
+    if (bytes > 0 && (device == 0 || host == nullptr)) {
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    deadline = d.timeline[ctx->phys].busy_until;
+    return CUDA_SUCCESS;
   });
+  if (r == CUDA_SUCCESS) {
+    sleep_until(deadline);
+  }
+  return r;
 }
 
 CUresult module_load(CUmodule* module, const void* source) {
@@ -1067,6 +1368,8 @@ void after_fork_child() {
   fresh->table = old->table;
   fresh->private_table = old->private_table;
   fresh->table.after_fork_child();
+  fresh->kernel_ns = old->kernel_ns;  // settings survive fork; queued GPU work does not
+  fresh->graph_ns = old->graph_ns;
   driver_slot() = fresh;
   t_depth = 0;
 }
@@ -1665,27 +1968,8 @@ CUresult cuCtxPopCurrent_v2(CUcontext* pctx) {
 FAKE_FORWARD(cuCtxGetDevice, (CUdevice* device), context_device(nullptr, device))
 FAKE_FORWARD(cuCtxGetDevice_v2, (CUdevice* device, CUcontext ctx), context_device(ctx, device))
 
-CUresult cuCtxSynchronize(void) {
-  FAKE_ENTER(cuCtxSynchronize);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  CUctx_st* ctx = nullptr;
-  return current_context(d, &ctx);
-}
-
-CUresult cuCtxSynchronize_v2(CUcontext ctx) {
-  FAKE_ENTER(cuCtxSynchronize_v2);
-  Driver& d = drv();
-  std::lock_guard lock(d.mu);
-  if (ctx == nullptr) {  // NULL: the current context
-    CUctx_st* current = nullptr;
-    return current_context(d, &current);
-  }
-  if (const CUresult r = check_init(d); r != CUDA_SUCCESS) {
-    return r;
-  }
-  return context_valid(d, ctx) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT;
-}
+FAKE_FORWARD(cuCtxSynchronize, (void), context_sync(nullptr))
+FAKE_FORWARD(cuCtxSynchronize_v2, (CUcontext ctx), context_sync(ctx))
 
 // ---- streams
 // ----------------------------------------------------------------------------------------
@@ -1703,6 +1987,20 @@ FAKE_FORWARD(cuStreamDestroy, (CUstream hStream), stream_destroy(hStream))
 FAKE_FORWARD(cuStreamDestroy_v2, (CUstream hStream), stream_destroy(hStream))
 FAKE_FORWARD(cuStreamSynchronize, (CUstream hStream), stream_sync(hStream))
 FAKE_FORWARD(cuStreamSynchronize_ptsz, (CUstream hStream), stream_sync(hStream))
+FAKE_FORWARD(cuStreamIsCapturing, (CUstream hStream, CUstreamCaptureStatus* captureStatus),
+             stream_is_capturing(hStream, captureStatus))
+
+// ---- events
+// -------------------------------------------------------------------------------------------
+FAKE_FORWARD(cuEventCreate, (CUevent* phEvent, unsigned int Flags), event_create(phEvent, Flags))
+FAKE_FORWARD(cuEventDestroy_v2, (CUevent hEvent), event_destroy(hEvent))
+FAKE_FORWARD(cuEventRecord, (CUevent hEvent, CUstream hStream), event_record(hEvent, hStream))
+FAKE_FORWARD(cuEventQuery, (CUevent hEvent), event_query(hEvent))
+FAKE_FORWARD(cuEventSynchronize, (CUevent hEvent), event_synchronize(hEvent))
+FAKE_FORWARD(cuEventElapsedTime, (float* pMilliseconds, CUevent hStart, CUevent hEnd),
+             event_elapsed(pMilliseconds, hStart, hEnd))
+FAKE_FORWARD(cuEventElapsedTime_v2, (float* pMilliseconds, CUevent hStart, CUevent hEnd),
+             event_elapsed(pMilliseconds, hStart, hEnd))
 
 // ---- modules and libraries
 // ----------------------------------------------------------------------------
@@ -1902,6 +2200,46 @@ int fake_proc_symbol(const char* base, int cudaVersion, unsigned long long flags
     *symbol = kSymNames[entry->sym];
   }
   return status;
+}
+
+unsigned long long fake_gpu_busy_ns(int cuda_ordinal) {
+  Driver& d = drv();
+  std::lock_guard lock(d.mu);
+  if (!d.initialized || cuda_ordinal < 0 ||
+      static_cast<std::size_t>(cuda_ordinal) >= d.visible.size()) {
+    return 0;
+  }
+  return d.timeline[d.visible[static_cast<std::size_t>(cuda_ordinal)]].busy_ns;
+}
+
+unsigned long long fake_launch_count(void) {
+  Driver& d = drv();
+  std::lock_guard lock(d.mu);
+  unsigned long long n = 0;
+  for (const Timeline& t : d.timeline) {
+    n += t.launches;
+  }
+  return n;
+}
+
+void fake_set_capturing(void* stream, int capturing) {
+  Driver& d = drv();
+  std::lock_guard lock(d.mu);
+  const auto key = reinterpret_cast<std::uintptr_t>(stream);
+  if (capturing == 0) {
+    d.capture.erase(key);
+  } else {
+    d.capture[key] = capturing == CU_STREAM_CAPTURE_STATUS_INVALIDATED
+                         ? CU_STREAM_CAPTURE_STATUS_INVALIDATED
+                         : CU_STREAM_CAPTURE_STATUS_ACTIVE;
+  }
+}
+
+void fake_set_kernel_ns(unsigned long long kernel_ns, unsigned long long graph_ns) {
+  Driver& d = drv();
+  std::lock_guard lock(d.mu);
+  d.kernel_ns = kernel_ns;
+  d.graph_ns = graph_ns;
 }
 
 /// For the fake NVML of the same process when no SOFTMIG_FAKE_STATE file is shared: the private

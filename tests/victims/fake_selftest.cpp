@@ -6,6 +6,7 @@
 #include "victim_common.hpp"
 
 #include <sys/wait.h>
+#include <time.h>
 
 namespace {
 
@@ -496,12 +497,201 @@ void case_fork_after_init() {
   CHECK(fake_process_used(0) == ctx_bytes(), "the parent lost its usage");
 }
 
+// ---- GPU time -------------------------------------------------------------------------------
+std::uint64_t mono_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+constexpr unsigned long long kMs = 1000000ULL;
+
+CUfunction load_kernel() {
+  static const char kImage[] = "softmig fake module image";
+  CUmodule module = nullptr;
+  CU(cuModuleLoadData(&module, kImage));
+  CUfunction fn = nullptr;
+  CU(cuModuleGetFunction(&fn, module, "kernel"));
+  return fn;
+}
+
+CUresult launch(CUfunction fn, CUstream stream) {
+  return cuLaunchKernel(fn, 1, 1, 1, 32, 1, 1, 0, stream, nullptr, nullptr);
+}
+
+/// Events, elapsed times, synchronisation, capture and injection of the GPU-time model, with
+/// durations set through fake_set_kernel_ns (whatever the environment says).
+void case_gpu_time() {
+  init_primary();
+  const CUfunction fn = load_kernel();
+  CUstream s = nullptr;
+  CU(cuStreamCreate(&s, 0));
+
+  // No GPU time (the default, SOFTMIG_FAKE_KERNEL_NS unset): launches take no time, nothing waits.
+  fake_set_kernel_ns(0, 0);
+  CUevent a = nullptr;
+  CUevent b = nullptr;
+  CUevent untimed = nullptr;
+  CU(cuEventCreate(&a, CU_EVENT_DEFAULT));
+  CU(cuEventCreate(&b, CU_EVENT_DEFAULT));
+  CU(cuEventCreate(&untimed, CU_EVENT_DISABLE_TIMING));
+  CU_IS(CUDA_ERROR_INVALID_VALUE, cuEventCreate(&a, 0x8));
+  CU_IS(CUDA_ERROR_INVALID_VALUE, cuEventCreate(&a, 0x4));  // interprocess needs DISABLE_TIMING
+  CU_IS(CUDA_ERROR_INVALID_VALUE, cuEventCreate(nullptr, 0));
+  CU(launch(fn, s));
+  CU(cuEventRecord(a, s));
+  CU(cuEventQuery(a));
+  CHECK(fake_gpu_busy_ns(0) == 0 && fake_launch_count() == 1, "default launch took GPU time");
+
+  // Never recorded: query succeeds (driver documentation), elapsed time is invalid.
+  CU(cuEventQuery(b));
+  float ms = -1;
+  CU_IS(CUDA_ERROR_INVALID_HANDLE, cuEventElapsedTime(&ms, a, b));
+
+  fake_set_kernel_ns(20 * kMs, 50 * kMs);
+  CU(cuEventRecord(a, s));
+  CU(launch(fn, s));
+  CU(launch(fn, nullptr));  // another stream: the same device timeline
+  CU(cuEventRecord(b, s));
+  CU(cuEventRecord(untimed, s));
+  CU_IS(CUDA_ERROR_NOT_READY, cuEventQuery(b));
+  CU_IS(CUDA_ERROR_NOT_READY, cuEventElapsedTime(&ms, a, b));
+  CU_IS(CUDA_ERROR_NOT_READY, cuEventQuery(untimed));
+  CHECK(fake_gpu_busy_ns(0) == 40 * kMs && fake_launch_count() == 3, "busy %llu ns, %llu launches",
+        fake_gpu_busy_ns(0), fake_launch_count());
+  std::uint64_t t0 = mono_ns();
+  CU(cuStreamSynchronize(s));
+  std::uint64_t waited = mono_ns() - t0;
+  CHECK(waited >= 35 * kMs && waited < 1000 * kMs, "cuStreamSynchronize waited %llu ns",
+        static_cast<unsigned long long>(waited));
+  CU(cuEventQuery(b));
+  CU(cuEventElapsedTime(&ms, a, b));
+  CHECK(ms >= 39.9F && ms < 45.0F, "elapsed %.3f ms, expected 40", static_cast<double>(ms));
+  float ms2 = -1;
+  CU(cuEventElapsedTime_v2(&ms2, a, b));
+  CHECK(ms2 == ms, "_v2 gave %.3f ms, v1 %.3f", static_cast<double>(ms2), static_cast<double>(ms));
+  CU_IS(CUDA_ERROR_INVALID_HANDLE, cuEventElapsedTime(&ms, a, untimed));
+  CU_IS(CUDA_ERROR_INVALID_VALUE, cuEventElapsedTime(nullptr, a, b));
+
+  // A graph launch takes the graph time; cuCtxSynchronize and cuEventSynchronize wait for it.
+  CUgraph graph = nullptr;
+  CUgraphExec exec = nullptr;
+  CU(cuGraphCreate(&graph, 0));
+  CU(cuGraphInstantiateWithFlags(&exec, graph, 0));
+  CU(cuEventRecord(a, s));
+  CU(cuGraphLaunch(exec, s));
+  CU(cuEventRecord(b, s));
+  CHECK(fake_gpu_busy_ns(0) == 90 * kMs && fake_launch_count() == 4, "graph launch: %llu ns",
+        fake_gpu_busy_ns(0));
+  CU(cuEventSynchronize(b));
+  CU(cuEventQuery(b));
+  CU(cuEventElapsedTime(&ms, a, b));
+  CHECK(ms >= 49.9F && ms < 55.0F, "graph elapsed %.3f ms, expected 50", static_cast<double>(ms));
+  CU(launch(fn, s));
+  t0 = mono_ns();
+  CU(cuCtxSynchronize());
+  waited = mono_ns() - t0;
+  CHECK(waited >= 15 * kMs && waited < 1000 * kMs, "cuCtxSynchronize waited %llu ns",
+        static_cast<unsigned long long>(waited));
+
+  // Capture: work is captured, not executed; synchronising the capturing stream is refused.
+  CUstreamCaptureStatus status = -1;
+  CU(cuStreamIsCapturing(s, &status));
+  CHECK(status == CU_STREAM_CAPTURE_STATUS_NONE, "status %d before capture", status);
+  CU_IS(CUDA_ERROR_INVALID_VALUE, cuStreamIsCapturing(s, nullptr));
+  fake_set_capturing(s, 1);
+  CU(cuStreamIsCapturing(s, &status));
+  CHECK(status == 1, "status %d while capturing", status);
+  CU(cuStreamIsCapturing(nullptr, &status));
+  CHECK(status == CU_STREAM_CAPTURE_STATUS_NONE, "the NULL stream captures too");
+  const auto launches = fake_launch_count();
+  const auto busy = fake_gpu_busy_ns(0);
+  CU(launch(fn, s));
+  CU(cuEventRecord(a, s));
+  CHECK(fake_launch_count() == launches && fake_gpu_busy_ns(0) == busy, "a captured launch ran");
+  CU_IS(900, cuStreamSynchronize(s));  // CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED
+  CU(cuStreamIsCapturing(s, &status));
+  CHECK(status == 2, "status %d after a sync during capture, expected invalidated", status);
+  fake_set_capturing(s, 0);
+  CU(cuStreamIsCapturing(s, &status));
+  CHECK(status == CU_STREAM_CAPTURE_STATUS_NONE, "status %d after capture", status);
+
+  // Destroyed and forged events; injection and counting of the new entry points.
+  CU(cuEventDestroy_v2(untimed));
+  CU_IS(CUDA_ERROR_INVALID_HANDLE, cuEventQuery(untimed));
+  CU_IS(CUDA_ERROR_INVALID_HANDLE, cuEventRecord(untimed, s));
+  CU_IS(CUDA_ERROR_INVALID_HANDLE, cuEventDestroy_v2(untimed));
+  CU_IS(CUDA_ERROR_INVALID_HANDLE, cuEventQuery(reinterpret_cast<CUevent>(&status)));
+  fake_reset_counts();
+  fake_inject_result("cuEventCreate", CUDA_ERROR_OUT_OF_MEMORY, 1);
+  fake_inject_result("cuEventQuery", CUDA_ERROR_NOT_READY, 1);
+  CUevent c = nullptr;
+  CU_IS(CUDA_ERROR_OUT_OF_MEMORY, cuEventCreate(&c, 0));
+  CHECK(c == nullptr, "an injected cuEventCreate handed out an event");
+  CU(cuEventCreate(&c, 0));
+  CU_IS(CUDA_ERROR_NOT_READY, cuEventQuery(c));
+  CU(cuEventQuery(c));
+  CHECK(fake_call_count("cuEventCreate") == 2 && fake_call_count("cuEventQuery") == 2 &&
+            fake_call_count("cuEventDestroy_v2") == 0 && fake_call_count("cuEventRecord") == 0,
+        "event calls miscounted");
+  CU(cuEventDestroy_v2(a));
+  CU(cuEventDestroy_v2(b));
+  CU(cuEventDestroy_v2(c));
+  CU(cuGraphExecDestroy(exec));
+  CU(cuGraphDestroy(graph));
+  CU(cuStreamDestroy_v2(s));
+}
+
+void case_env_gpu_time(const char* self) {
+  run_case("fake_selftest (SOFTMIG_FAKE_KERNEL_NS)", [self] {
+    ::setenv("SOFTMIG_FAKE_KERNEL_NS", "2ms", 1);
+    ::unsetenv("SOFTMIG_FAKE_GRAPH_NS");
+    ::setenv("SOFTMIG_FAKE_QUEUE_DEPTH", "4", 1);
+    ::setenv("SOFTMIG_FAKE_INJECT", "cuStreamIsCapturing:999:1", 1);
+    ::execl(self, self, "--env-gpu-time", nullptr);
+    fail("exec failed");
+  });
+}
+
+void env_gpu_time_child() {
+  victim::g_program = "fake_selftest (SOFTMIG_FAKE_KERNEL_NS child)";
+  init_primary();
+  const CUfunction fn = load_kernel();
+  CUstreamCaptureStatus status = -1;
+  CU_IS(999, cuStreamIsCapturing(nullptr, &status));
+  CU(cuStreamIsCapturing(nullptr, &status));
+  // A queue of 4: the 5th to 8th launches wait for the 1st to 4th to complete (>= 8 ms).
+  const std::uint64_t t0 = mono_ns();
+  for (int i = 0; i < 8; ++i) {
+    CU(launch(fn, nullptr));
+  }
+  const std::uint64_t submitted = mono_ns() - t0;
+  CHECK(submitted >= 7 * kMs, "8 launches of 2 ms into a queue of 4 took only %llu ns",
+        static_cast<unsigned long long>(submitted));
+  CU(cuCtxSynchronize());
+  CHECK(mono_ns() - t0 >= 16 * kMs, "8 launches of 2 ms completed in under 16 ms");
+  CUgraph graph = nullptr;
+  CUgraphExec exec = nullptr;
+  CU(cuGraphCreate(&graph, 0));
+  CU(cuGraphInstantiateWithFlags(&exec, graph, 0));
+  CU(cuGraphLaunch(exec, nullptr));
+  CHECK(fake_gpu_busy_ns(0) == 32 * kMs && fake_launch_count() == 9,
+        "busy %llu ns after 8 kernels and a graph, expected 32 ms (graph = 8 kernels)",
+        fake_gpu_busy_ns(0));
+  CU(cuCtxSynchronize());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const auto opts = victim::parse_options(argc, argv, "fake_selftest");
   if (!opts.args.empty() && opts.args[0] == "--env-injection") {
     env_injection_child();
+    return 0;
+  }
+  if (!opts.args.empty() && opts.args[0] == "--env-gpu-time") {
+    env_gpu_time_child();
     return 0;
   }
   (void)victim::Softmig::find(false);
@@ -516,5 +706,7 @@ int main(int argc, char** argv) {
   run_case("fake_selftest (NVML)", case_nvml);
   run_case("fake_selftest (shared state)", case_shared_state);
   run_case("fake_selftest (fork after cuInit)", case_fork_after_init);
+  run_case("fake_selftest (GPU time)", case_gpu_time);
+  case_env_gpu_time("/proc/self/exe");
   return 0;
 }

@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: Apache-2.0
+/// victim_pace: a GPU-bound program for the compute pacer. Each of `threads` threads launches
+/// kernels (or graphs) on its own stream in a tight loop for `seconds` of wall time, then
+/// synchronises its stream; the fake driver's GPU-time model (SOFTMIG_FAKE_KERNEL_NS,
+/// SOFTMIG_FAKE_GRAPH_NS, fake_control.h) says how much GPU time that work took.
+///
+///   victim_pace <seconds> [threads] [--graph] [--ex] [--coop] [--ptsz] [--timeline]
+///     --graph     cuGraphLaunch instead of kernels
+///     --ex        cuLaunchKernelEx
+///     --coop      cuLaunchCooperativeKernel
+///     --ptsz      the _ptsz variant of the launch and of cuStreamSynchronize
+///     --timeline  also print "TL <ms since START> <launches so far>" every 10 ms
+///
+/// Prints "START <CLOCK_MONOTONIC ns>" before the first launch and, at the end,
+///   PACE launches=<n> gpu_busy_ns=<fake_gpu_busy_ns(0)> wall_ns=<start to last sync> share=<x>
+/// where share = gpu_busy_ns / wall_ns. It paces nothing itself and runs with or without softmig
+/// (`--no-softmig-expected` is accepted and ignored). Exits 1 with a FAIL line if a call fails.
+#include "victim_common.hpp"
+
+#include <time.h>
+#include <atomic>
+#include <cinttypes>
+#include <cstdint>
+#include <thread>
+
+namespace {
+
+enum class Mode { Kernel, Ex, Coop, Graph };
+
+struct Settings {
+  double seconds = 0;
+  int threads = 1;
+  Mode mode = Mode::Kernel;
+  bool ptsz = false;
+  bool timeline = false;
+};
+
+std::uint64_t now_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+[[noreturn]] void usage() {
+  victim::fail(
+      "usage: victim_pace <seconds> [threads] [--graph] [--ex] [--coop] [--ptsz] [--timeline]");
+}
+
+Settings parse(const std::vector<std::string>& args) {
+  Settings s;
+  int positional = 0;
+  for (const auto& a : args) {
+    if (a == "--graph") {
+      s.mode = Mode::Graph;
+    } else if (a == "--ex") {
+      s.mode = Mode::Ex;
+    } else if (a == "--coop") {
+      s.mode = Mode::Coop;
+    } else if (a == "--ptsz") {
+      s.ptsz = true;
+    } else if (a == "--timeline") {
+      s.timeline = true;
+    } else if (!a.empty() && a[0] != '-' && positional < 2) {
+      char* end = nullptr;
+      if (positional == 0) {
+        s.seconds = std::strtod(a.c_str(), &end);
+        if (*end != '\0' || !(s.seconds >= 0) || s.seconds > 86400) {
+          usage();
+        }
+      } else {
+        const long n = std::strtol(a.c_str(), &end, 10);
+        if (*end != '\0' || n < 1 || n > 1024) {
+          usage();
+        }
+        s.threads = static_cast<int>(n);
+      }
+      ++positional;
+    } else {
+      usage();
+    }
+  }
+  if (positional == 0) {
+    usage();
+  }
+  return s;
+}
+
+struct Shared {
+  Settings settings;
+  CUcontext ctx = nullptr;
+  CUfunction fn = nullptr;
+  CUgraphExec exec = nullptr;
+  std::uint64_t deadline = 0;
+  std::atomic<unsigned long long> launches{0};
+};
+
+CUresult launch_once(const Shared& sh, CUstream stream) {
+  const bool ptsz = sh.settings.ptsz;
+  switch (sh.settings.mode) {
+    case Mode::Kernel:
+      return ptsz ? cuLaunchKernel_ptsz(sh.fn, 1, 1, 1, 32, 1, 1, 0, stream, nullptr, nullptr)
+                  : cuLaunchKernel(sh.fn, 1, 1, 1, 32, 1, 1, 0, stream, nullptr, nullptr);
+    case Mode::Ex: {
+      CUlaunchConfig cfg{};
+      cfg.gridDimX = cfg.gridDimY = cfg.gridDimZ = 1;
+      cfg.blockDimX = 32;
+      cfg.blockDimY = cfg.blockDimZ = 1;
+      cfg.hStream = stream;
+      return ptsz ? cuLaunchKernelEx_ptsz(&cfg, sh.fn, nullptr, nullptr)
+                  : cuLaunchKernelEx(&cfg, sh.fn, nullptr, nullptr);
+    }
+    case Mode::Coop:
+      return ptsz ? cuLaunchCooperativeKernel_ptsz(sh.fn, 1, 1, 1, 32, 1, 1, 0, stream, nullptr)
+                  : cuLaunchCooperativeKernel(sh.fn, 1, 1, 1, 32, 1, 1, 0, stream, nullptr);
+    case Mode::Graph:
+      return ptsz ? cuGraphLaunch_ptsz(sh.exec, stream) : cuGraphLaunch(sh.exec, stream);
+  }
+  return CUDA_ERROR_INVALID_VALUE;
+}
+
+void worker(Shared& sh) {
+  victim::expect_cu("cuCtxSetCurrent", cuCtxSetCurrent(sh.ctx));
+  CUstream stream = nullptr;
+  victim::expect_cu("cuStreamCreate", cuStreamCreate(&stream, 0));
+  while (now_ns() < sh.deadline) {
+    const CUresult r = launch_once(sh, stream);
+    VICTIM_CHECK(r == CUDA_SUCCESS, "launch %llu failed with %d", sh.launches.load(), r);
+    sh.launches.fetch_add(1, std::memory_order_relaxed);
+  }
+  const CUresult synced =
+      sh.settings.ptsz ? cuStreamSynchronize_ptsz(stream) : cuStreamSynchronize(stream);
+  victim::expect_cu("cuStreamSynchronize", synced);
+  victim::expect_cu("cuStreamDestroy_v2", cuStreamDestroy_v2(stream));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const auto opts = victim::parse_options(argc, argv, "victim_pace");
+  Shared sh;
+  sh.settings = parse(opts.args);
+
+  victim::expect_cu("cuInit", cuInit(0));
+  CUdevice dev = -1;
+  victim::expect_cu("cuDeviceGet", cuDeviceGet(&dev, 0));
+  victim::expect_cu("cuDevicePrimaryCtxRetain", cuDevicePrimaryCtxRetain(&sh.ctx, dev));
+  victim::expect_cu("cuCtxSetCurrent", cuCtxSetCurrent(sh.ctx));
+  static const char kImage[] = "softmig fake module image";
+  CUmodule module = nullptr;
+  victim::expect_cu("cuModuleLoadData", cuModuleLoadData(&module, kImage));
+  victim::expect_cu("cuModuleGetFunction", cuModuleGetFunction(&sh.fn, module, "kernel"));
+  CUgraph graph = nullptr;
+  if (sh.settings.mode == Mode::Graph) {
+    victim::expect_cu("cuGraphCreate", cuGraphCreate(&graph, 0));
+    victim::expect_cu("cuGraphInstantiateWithFlags",
+                      cuGraphInstantiateWithFlags(&sh.exec, graph, 0));
+  }
+
+  const std::uint64_t start = now_ns();
+  sh.deadline = start + static_cast<std::uint64_t>(sh.settings.seconds * 1e9);
+  std::printf("START %" PRIu64 "\n", start);
+  std::fflush(stdout);
+
+  std::atomic<bool> done{false};
+  std::thread reporter;
+  if (sh.settings.timeline) {
+    reporter = std::thread([&] {
+      std::uint64_t next = start + 10000000ULL;
+      while (!done.load()) {
+        const timespec ts{static_cast<time_t>(next / 1000000000ULL),
+                          static_cast<long>(next % 1000000000ULL)};
+        ::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
+        if (done.load()) {
+          break;
+        }
+        std::printf("TL %.3f %llu\n", static_cast<double>(now_ns() - start) / 1e6,
+                    sh.launches.load());
+        next += 10000000ULL;
+      }
+    });
+  }
+
+  std::vector<std::thread> threads;
+  for (int i = 0; i < sh.settings.threads; ++i) {
+    threads.emplace_back(worker, std::ref(sh));
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  const std::uint64_t wall = now_ns() - start;
+  done.store(true);
+  if (reporter.joinable()) {
+    reporter.join();
+  }
+
+  const unsigned long long busy = fake_gpu_busy_ns(0);
+  std::printf("PACE launches=%llu gpu_busy_ns=%llu wall_ns=%" PRIu64 " share=%.4f\n",
+              sh.launches.load(), busy, wall,
+              wall > 0 ? static_cast<double>(busy) / static_cast<double>(wall) : 0.0);
+  std::fflush(stdout);
+
+  if (sh.exec != nullptr) {
+    victim::expect_cu("cuGraphExecDestroy", cuGraphExecDestroy(sh.exec));
+    victim::expect_cu("cuGraphDestroy", cuGraphDestroy(graph));
+  }
+  victim::expect_cu("cuModuleUnload", cuModuleUnload(module));
+  victim::expect_cu("cuDevicePrimaryCtxRelease_v2", cuDevicePrimaryCtxRelease_v2(dev));
+  return 0;
+}
