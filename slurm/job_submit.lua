@@ -43,6 +43,9 @@ local function load_table()
           section = "gpu"
         elseif head == "settings" then
           section, current = "settings", nil
+        elseif head:match("^partition%s+[%w_%.%-]+$") then
+          -- per-partition settings (sm_policy) are the prolog's business
+          section, current = "partition", nil
         else
           f:close()
           return nil, path .. ":" .. n .. ": unknown section [" .. head .. "]"

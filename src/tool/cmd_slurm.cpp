@@ -7,7 +7,10 @@
 ///   shard count), sizes a GPU-slice job's limits from the slice table and NVML, and writes
 ///   /var/run/softmig/<job>[_<task>].conf (root:root 0644, atomically) with per-UUID keys and a
 ///   per-job ledger directory. Whole-GPU and CPU jobs get no file.
-/// epilog: removes the job's file(s) and ledger directory.
+///   A slice job's compute share gets a window of every pacing period that no other job on that
+///   GPU uses (<config dir>/sm-slots/<UUID>, first fit) and an activity stamp per GPU
+///   (<config dir>/board/<UUID>.<job>, owned by the job's user), for libsoftmig's time division.
+/// epilog: removes the job's file(s), ledger directory, windows and stamps.
 ///
 /// Failure policy (docs/slurm.md, "Failure modes"): exit 0 for anything transient (scontrol or
 /// NVML unavailable, a bad slice table): a slice job then gets a fail-closed file (it may
@@ -68,6 +71,7 @@ class Log {
   Log(const Log&) = delete;
   Log& operator=(const Log&) = delete;
   void info(const std::string& m) { emit(LOG_INFO, "info", m); }
+  void warning(const std::string& m) { emit(LOG_WARNING, "warning", m); }
   void error(const std::string& m) { emit(LOG_ERR, "error", m); }
 
  private:
@@ -94,6 +98,90 @@ void resolve_defaults(SlurmArgs& a) {
   if (a.nvml.empty()) a.nvml = env_or("SOFTMIG_NVML_LIBRARY", "libnvidia-ml.so.1");
   if (a.log_file.empty()) a.log_file = env_or("SOFTMIG_SLURM_LOG", "");
   if (a.ledger_base.empty()) a.ledger_base = a.config_dir + "/ledger";
+}
+
+std::string slots_dir(const SlurmArgs& a) { return a.config_dir + "/sm-slots"; }
+std::string board_dir(const SlurmArgs& a) { return a.config_dir + "/board"; }
+
+/// Removes the job's compute windows and activity stamps; returns what was removed, for the log.
+std::string release_sm(const SlurmArgs& args, const std::string& job_id, Log& log) {
+  std::vector<std::string> done;
+  try {
+    for (const auto& uuid : slurm::release_sm_slots(slots_dir(args), job_id)) {
+      done.push_back(fmt::format("window in {}/{}", slots_dir(args), uuid));
+    }
+  } catch (const std::exception& e) {
+    log.error(fmt::format("job {}: cannot remove its compute windows: {}", job_id, e.what()));
+  }
+  try {
+    for (const auto& name : slurm::remove_board_files(board_dir(args), job_id)) {
+      done.push_back(fmt::format("{}/{}", board_dir(args), name));
+    }
+  } catch (const std::exception& e) {
+    log.error(fmt::format("job {}: cannot remove its activity stamps: {}", job_id, e.what()));
+  }
+  return fmt::format("{}", fmt::join(done, ", "));
+}
+
+/// The compute schedule of a slice job whose compute is limited: a window per GPU (first fit
+/// in that GPU's table), its activity stamps, the policy. Never fails the job: what cannot be
+/// done is logged and left out of the file.
+void schedule_compute(const SlurmArgs& args, const std::string& job_id, const slurm::SliceTable& table,
+                      slurm::Plan& plan, Log& log) {
+  slurm::SmSchedule schedule;
+  const std::string partition = env_or("SLURM_JOB_PARTITION", "");
+  schedule.policy = table.policy_for(plan.gpu_type, partition);
+  schedule.period_ms = table.sm_period_ms;
+  if (plan.shares.empty()) {
+    release_sm(args, job_id, log);  // an earlier run's
+    log.warning(fmt::format("job {}: the GPU's UUID is unknown (no NVML): no compute window placed, the job's "
+                            "window starts at the beginning of each period",
+                            job_id));
+  } else {
+    try {
+      std::vector<std::string> notes;
+      for (const auto& p : slurm::place_sm_slots(slots_dir(args), job_id, plan.shares, notes)) {
+        schedule.phases.push_back({p.uuid, p.choice.start});
+        if (p.choice.overlap > 0) {
+          unsigned length = 0;
+          for (const auto& s : plan.shares) {
+            if (s.uuid == p.uuid) length = s.sm_percent;
+          }
+          log.warning(fmt::format(
+              "job {}: no free window of {} % on {} (over-subscribed GPU or stale lines in {}/{}): placed at {} %, "
+              "overlapping job(s) {} by {} percent-point(s); the jobs share that time",
+              job_id, length, p.uuid, slots_dir(args), p.uuid, p.choice.start, fmt::join(p.choice.overlapping_jobs, ", "),
+              p.choice.overlap));
+        }
+      }
+      for (const auto& n : notes) log.warning(fmt::format("job {}: {}", job_id, n));
+    } catch (const std::exception& e) {
+      schedule.phases.clear();
+      log.error(fmt::format("job {}: cannot place its compute windows ({}); its windows start at the beginning of "
+                            "each period and may overlap other jobs'",
+                            job_id, e.what()));
+    }
+    const uid_t uid = static_cast<uid_t>(std::strtoul(env_or("SLURM_JOB_UID", "0").c_str(), nullptr, 10));
+    const gid_t gid = static_cast<gid_t>(std::strtoul(env_or("SLURM_JOB_GID", "0").c_str(), nullptr, 10));
+    bool board = true;
+    try {
+      slurm::remove_board_files(board_dir(args), job_id);  // an earlier run's, maybe on other GPUs
+    } catch (const std::exception& e) {
+      log.error(fmt::format("job {}: {}", job_id, e.what()));
+    }
+    for (const auto& share : plan.shares) {
+      try {
+        slurm::create_board_file(board_dir(args), share.uuid, job_id, uid, gid);
+      } catch (const std::exception& e) {
+        board = false;
+        log.error(fmt::format("job {}: no activity stamp ({}); SOFTMIG_SM_BOARD is left out of its file", job_id,
+                              e.what()));
+        break;
+      }
+    }
+    if (board) schedule.board_dir = board_dir(args);
+  }
+  slurm::add_sm_schedule(plan, schedule);
 }
 
 std::string job_id_from_env() {
@@ -136,6 +224,7 @@ int prolog(const SlurmArgs& args_in) {
 
   slurm::Plan plan;
   std::string array_task;
+  std::optional<slurm::SliceTable> table;
   if (!job) {
     if (env_gpus.empty()) {
       log.info(fmt::format("job {}: scontrol unavailable ({}), but the job has no GPU: no limits needed",
@@ -152,7 +241,6 @@ int prolog(const SlurmArgs& args_in) {
   } else {
     array_task = job->array_task_id;
     // 2. The slice table, 3. NVML: both only needed for a slice job.
-    std::optional<slurm::SliceTable> table;
     std::string table_error;
     std::vector<slurm::GpuInfo> gpus;
     std::string nvml_error;
@@ -198,7 +286,16 @@ int prolog(const SlurmArgs& args_in) {
     plan = slurm::plan_job(*job, table ? &*table : nullptr, table_error, gpus, nvml_error, ledger);
   }
 
-  // 4. Put it in place.
+  // 4. The compute share: a window of each period on each GPU, the activity stamps. Anything
+  // else (a whole GPU, a fail-closed file): no window of this job id may stay from an earlier
+  // run of its prolog.
+  if (plan.kind == slurm::Plan::Kind::kLimits && plan.sm_limited && table) {
+    schedule_compute(args, job_id, *table, plan, log);
+  } else if (const std::string removed = release_sm(args, job_id, log); !removed.empty()) {
+    log.info(fmt::format("job {}: removed stale {}", job_id, removed));
+  }
+
+  // 5. Put it in place.
   const std::string name = slurm::job_file_name(job_id, array_task);
   if (plan.kind == slurm::Plan::Kind::kNoLimits) {
     try {
@@ -219,6 +316,7 @@ int prolog(const SlurmArgs& args_in) {
     log.error(fmt::format("{}; cannot write {}/{}: {}. Failing the prolog: SLURM drains this node and "
                           "requeues the job rather than run a GPU slice without limits",
                           plan.summary, args.config_dir, name, e.what()));
+    release_sm(args, job_id, log);
     return kExitFailure;
   }
   if (plan.kind == slurm::Plan::Kind::kFailClosed) {
@@ -245,6 +343,9 @@ int epilog(const SlurmArgs& args_in) {
   } catch (const std::exception& e) {
     log.error(fmt::format("job {}: cleaning up failed: {}", job_id, e.what()));
   }
+  if (const std::string sm = release_sm(args, job_id, log); !sm.empty()) {
+    log.info(fmt::format("job {}: removed {}", job_id, sm));
+  }
   return kExitOk;
 }
 
@@ -263,14 +364,15 @@ Command add_slurm_command(CLI::App& parent) {
   CLI::App* app = parent.add_subcommand("slurm", "SLURM integration: the node prolog and epilog (run as root by slurmd)");
   app->require_subcommand(1, 1);
   CLI::App* pro = app->add_subcommand(
-      "prolog", "Write the job's GPU-slice limits (env: SLURM_JOB_ID, SLURM_JOB_UID, SLURM_JOB_GPUS)");
+      "prolog", "Write the job's GPU-slice limits (env: SLURM_JOB_ID, SLURM_JOB_UID, SLURM_JOB_GID, SLURM_JOB_GPUS, SLURM_JOB_PARTITION)");
   add_common_flags(pro, *args);
   pro->add_option("--slices", args->slices, "Slice table (env SOFTMIG_SLICES_CONF; default /etc/softmig/slices.conf)");
   pro->add_option("--scontrol", args->scontrol, "scontrol executable (env SOFTMIG_SCONTROL; default /usr/bin/scontrol)");
   pro->add_option("--nvml-library", args->nvml, "NVML library to load (env SOFTMIG_NVML_LIBRARY; default libnvidia-ml.so.1)");
   pro->add_option("--scontrol-tries", args->scontrol_tries, "Attempts before giving up on scontrol")
       ->capture_default_str()->check(CLI::Range(1, 10));
-  CLI::App* epi = app->add_subcommand("epilog", "Remove the job's limits file(s) and ledger directory (env: SLURM_JOB_ID)");
+  CLI::App* epi = app->add_subcommand(
+      "epilog", "Remove the job's limits file(s), ledger directory, compute windows and activity stamps (env: SLURM_JOB_ID)");
   add_common_flags(epi, *args);
   for (CLI::App* sub : {pro, epi}) {
     for (CLI::Option* o : sub->get_options()) o->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // the last one wins

@@ -31,6 +31,20 @@ bool valid_type_name(std::string_view s) {
   });
 }
 
+bool valid_partition_name(std::string_view s) {
+  if (s.empty() || s.size() > 64) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
+  });
+}
+
+SmPolicy parse_policy(std::string_view value, const std::string& where) {
+  const std::string v = lower(value);
+  if (v == "strict") return SmPolicy::kStrict;
+  if (v == "burst") return SmPolicy::kBurst;
+  throw SliceTableError(fmt::format("{}: sm_policy must be strict or burst, not '{}'", where, value));
+}
+
 std::optional<unsigned> small_number(std::string_view s) {
   unsigned v = 0;
   if (s.empty() || s.size() > 6) return std::nullopt;
@@ -97,6 +111,8 @@ std::string human(std::uint64_t bytes) {
 
 }  // namespace
 
+const char* to_string(SmPolicy p) { return p == SmPolicy::kBurst ? "burst" : "strict"; }
+
 const SliceRule* GpuType::slice(unsigned denominator) const {
   for (const auto& r : slices) {
     if (r.denominator == denominator) return &r;
@@ -112,6 +128,19 @@ const GpuType* SliceTable::find(std::string_view name) const {
   return nullptr;
 }
 
+const PartitionRule* SliceTable::partition(std::string_view name) const {
+  for (const auto& p : partitions) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+SmPolicy SliceTable::policy_for(std::string_view gpu_type, std::string_view partition_name) const {
+  if (const PartitionRule* p = partition(partition_name); p != nullptr && p->sm_policy) return *p->sm_policy;
+  if (const GpuType* t = find(gpu_type); t != nullptr && t->sm_policy) return *t->sm_policy;
+  return sm_policy.value_or(SmPolicy::kStrict);
+}
+
 const GpuType* SliceTable::for_device(std::string_view nvml_name) const {
   const std::string hay = lower(nvml_name);
   for (const auto& t : types) {
@@ -122,7 +151,7 @@ const GpuType* SliceTable::for_device(std::string_view nvml_name) const {
 
 SliceTable parse_slice_table(std::string_view text) {
   SliceTable table;
-  enum class Section { kNone, kSettings, kGpu } section = Section::kNone;
+  enum class Section { kNone, kSettings, kGpu, kPartition } section = Section::kNone;
   unsigned line_no = 0;
   while (!text.empty()) {
     const std::size_t nl = text.find('\n');
@@ -142,10 +171,17 @@ SliceTable parse_slice_table(std::string_view text) {
         const std::string_view name = trim(head.substr(4));
         if (!valid_type_name(name)) throw SliceTableError(fmt::format("{}: '{}' is not a GPU type name", where, name));
         if (table.find(name) != nullptr) throw SliceTableError(fmt::format("{}: [gpu {}] appears twice", where, name));
-        table.types.push_back(GpuType{lower(name), 0, {}, {}});
+        table.types.push_back(GpuType{lower(name), 0, {}, {}, std::nullopt});
         section = Section::kGpu;
+      } else if (head.substr(0, 10) == "partition " || head.substr(0, 10) == "partition\t") {
+        const std::string_view name = trim(head.substr(10));
+        if (!valid_partition_name(name)) throw SliceTableError(fmt::format("{}: '{}' is not a partition name", where, name));
+        if (table.partition(name) != nullptr) throw SliceTableError(fmt::format("{}: [partition {}] appears twice", where, name));
+        table.partitions.push_back(PartitionRule{std::string(name), std::nullopt});
+        section = Section::kPartition;
       } else {
-        throw SliceTableError(fmt::format("{}: unknown section [{}] (expected [settings] or [gpu <type>])", where, head));
+        throw SliceTableError(fmt::format(
+            "{}: unknown section [{}] (expected [settings], [gpu <type>] or [partition <name>])", where, head));
       }
       continue;
     }
@@ -162,6 +198,16 @@ SliceTable parse_slice_table(std::string_view text) {
       } else {
         throw SliceTableError(fmt::format("{}: allow_multiple_slices must be yes or no", where));
       }
+    } else if (section == Section::kSettings && key == "sm_period_ms") {
+      const auto n = small_number(value);
+      if (!n || *n < 10 || *n > 1000) throw SliceTableError(fmt::format("{}: sm_period_ms must be a number of milliseconds 10-1000", where));
+      table.sm_period_ms = *n;
+    } else if (section == Section::kSettings && key == "sm_policy") {
+      table.sm_policy = parse_policy(value, where);
+    } else if (section == Section::kGpu && key == "sm_policy") {
+      table.types.back().sm_policy = parse_policy(value, where);
+    } else if (section == Section::kPartition && key == "sm_policy") {
+      table.partitions.back().sm_policy = parse_policy(value, where);
     } else if (section == Section::kGpu && key == "shards") {
       const auto n = small_number(value);
       if (!n || *n < 1 || *n > 1024) throw SliceTableError(fmt::format("{}: shards must be a number 1-1024", where));
@@ -274,6 +320,7 @@ Plan plan_job(const JobAllocation& job, const SliceTable* table, std::string_vie
                         human(l.memory_bytes), l.sm_percent, nvml_error);
     body += fmt::format("CUDA_DEVICE_MEMORY_LIMIT={}\n", l.memory_bytes);
     if (l.sm_percent < 100) body += fmt::format("CUDA_DEVICE_SM_LIMIT={}\n", l.sm_percent);
+    plan.sm_limited = l.sm_percent < 100;
     described = fmt::format("{} {} {} %", l.description, human(l.memory_bytes), l.sm_percent);
   } else {
     // Shards of one job come from one GPU in SLURM 22.05; if a future SLURM spreads them, each
@@ -287,15 +334,38 @@ Plan plan_job(const JobAllocation& job, const SliceTable* table, std::string_vie
                           human(l.memory_bytes), human(g.memory_bytes), l.sm_percent);
       body += fmt::format("CUDA_DEVICE_MEMORY_LIMIT_{}={}\n", g.uuid, l.memory_bytes);
       if (l.sm_percent < 100) body += fmt::format("CUDA_DEVICE_SM_LIMIT_{}={}\n", g.uuid, l.sm_percent);
+      plan.shares.push_back(GpuShare{g.uuid, l.sm_percent});
+      plan.sm_limited = plan.sm_limited || l.sm_percent < 100;
       if (!described.empty()) described += "; ";
       described += fmt::format("GPU {} {} {} {} %", g.index, l.description, human(l.memory_bytes), l.sm_percent);
     }
   }
   plan.kind = Plan::Kind::kLimits;
+  plan.gpu_type = type->name;
   plan.text = fmt::format("# softmig limits of {}, written by `softmig slurm prolog`.\n{}", label, body);
   if (!ledger_dir.empty()) plan.text += fmt::format("SOFTMIG_LEDGER_DIR={}\n", ledger_dir);
   plan.summary = fmt::format("{}: {} shard(s): {}", label, shards, described);
   return plan;
+}
+
+void add_sm_schedule(Plan& plan, const SmSchedule& schedule) {
+  if (plan.kind != Plan::Kind::kLimits || !plan.sm_limited) return;
+  std::string text = fmt::format("# compute: each job's own window of every {} period, policy {}\n",
+                                 schedule.period_ms ? fmt::format("{} ms", *schedule.period_ms)
+                                                    : std::string("pacing"),
+                                 to_string(schedule.policy));
+  std::string phases;
+  for (const auto& p : schedule.phases) {
+    text += fmt::format("CUDA_DEVICE_SM_PHASE_{}={}\n", p.uuid, p.start);
+    if (!phases.empty()) phases += ",";
+    phases += std::to_string(p.start);
+  }
+  text += fmt::format("SOFTMIG_SM_POLICY={}\n", to_string(schedule.policy));
+  if (schedule.period_ms) text += fmt::format("SOFTMIG_SM_PERIOD_MS={}\n", *schedule.period_ms);
+  if (!schedule.board_dir.empty()) text += fmt::format("SOFTMIG_SM_BOARD={}\n", schedule.board_dir);
+  plan.text += text;
+  plan.summary += fmt::format(", {}{}", to_string(schedule.policy),
+                              phases.empty() ? std::string() : fmt::format(" from {} %", phases));
 }
 
 }  // namespace softmig::tool::slurm

@@ -16,6 +16,11 @@
 
 namespace softmig::tool::slurm {
 
+/// How a job may use GPU time outside its own window of each pacing period (libsoftmig's
+/// SOFTMIG_SM_POLICY): strict never; burst while no other job on that GPU is active.
+enum class SmPolicy { kStrict, kBurst };
+[[nodiscard]] const char* to_string(SmPolicy p);
+
 /// A malformed slice table; the message names the line.
 class SliceTableError : public std::runtime_error {
  public:
@@ -34,14 +39,29 @@ struct GpuType {
   unsigned shards = 0;
   std::string match;  ///< piece of the NVML name, may be empty
   std::vector<SliceRule> slices;
+  std::optional<SmPolicy> sm_policy;  ///< `sm_policy =` of this type
   [[nodiscard]] const SliceRule* slice(unsigned denominator) const;
+};
+
+/// `[partition <name>]`: settings for the jobs of one SLURM partition.
+struct PartitionRule {
+  std::string name;                   ///< as in slurm.conf (matched exactly)
+  std::optional<SmPolicy> sm_policy;  ///< overrides the GPU type's
 };
 
 struct SliceTable {
   std::vector<GpuType> types;
+  std::vector<PartitionRule> partitions;
   bool allow_multiple = false;
+  std::optional<SmPolicy> sm_policy;      ///< [settings] sm_policy: the default of every type
+  std::optional<unsigned> sm_period_ms;   ///< [settings] sm_period_ms (10..1000), else the library's
   /// Case-insensitive lookup by name.
   [[nodiscard]] const GpuType* find(std::string_view name) const;
+  /// Exact lookup of a [partition <name>] section.
+  [[nodiscard]] const PartitionRule* partition(std::string_view name) const;
+  /// The policy of a job on a GPU of `gpu_type` in `partition` (SLURM_JOB_PARTITION, may be
+  /// empty): the partition's sm_policy, else the type's, else [settings]', else strict.
+  [[nodiscard]] SmPolicy policy_for(std::string_view gpu_type, std::string_view partition) const;
   /// The type whose `match` occurs in `nvml_name` (case-insensitive); the only type if there is
   /// exactly one; else nullptr.
   [[nodiscard]] const GpuType* for_device(std::string_view nvml_name) const;
@@ -58,6 +78,12 @@ struct GpuInfo {
   std::uint64_t memory_bytes = 0;
 };
 
+/// The compute share of one GPU of a slice job.
+struct GpuShare {
+  std::string uuid;         ///< "GPU-..."
+  unsigned sm_percent = 100;
+};
+
 /// What the prolog does for a job.
 struct Plan {
   enum class Kind {
@@ -67,7 +93,26 @@ struct Plan {
   } kind = Kind::kNoLimits;
   std::string text;     ///< the job file's content
   std::string summary;  ///< one line for the log
+  std::string gpu_type;          ///< kLimits: the slice table's [gpu <type>] used
+  std::vector<GpuShare> shares;  ///< kLimits with NVML: each GPU's compute share
+  bool sm_limited = false;       ///< kLimits: some GPU (or the global key) has a share < 100 %
 };
+
+/// How the job's compute share is scheduled (written after the limits by add_sm_schedule).
+struct SmSchedule {
+  struct Phase {
+    std::string uuid;
+    unsigned start = 0;  ///< percent of the period where the job's window starts
+  };
+  std::vector<Phase> phases;            ///< CUDA_DEVICE_SM_PHASE_<UUID>; GPUs without one are left out
+  SmPolicy policy = SmPolicy::kStrict;  ///< SOFTMIG_SM_POLICY
+  std::optional<unsigned> period_ms;    ///< SOFTMIG_SM_PERIOD_MS, only if the table sets it
+  std::string board_dir;                ///< SOFTMIG_SM_BOARD; empty: not written
+};
+
+/// Appends the schedule's keys to a kLimits plan whose compute is limited (sm_limited); other
+/// plans are left unchanged.
+void add_sm_schedule(Plan& plan, const SmSchedule& schedule);
 
 /// The file content that lets a job's processes allocate nothing: libsoftmig reads
 /// CUDA_DEVICE_MEMORY_LIMIT=1 as 1 byte (0 would mean "no limit") and CUDA_DEVICE_SM_LIMIT=1 as

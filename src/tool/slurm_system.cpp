@@ -5,15 +5,18 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <chrono>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -370,6 +373,219 @@ bool remove_ledger_dir(const std::string& base, const std::string& job_id) {
   }
   empty_directory(jfd);
   return ::unlinkat(bfd.get(), job_id.c_str(), AT_REMOVEDIR) == 0;
+}
+
+bool usable_uuid(std::string_view uuid) {
+  if (uuid.empty() || uuid.size() > 96) return false;
+  return std::all_of(uuid.begin(), uuid.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+  });
+}
+
+namespace {
+
+constexpr const char* kSlotLock = ".lock";
+
+/// Opens `dir` if it exists; an invalid Fd if it does not.
+Fd open_dir_if_present(const std::string& dir) {
+  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (fd.get() < 0 && errno != ENOENT && errno != ENOTDIR) {
+    throw SystemError(fmt::format("cannot open directory {}: {}", dir, errno_text(errno)));
+  }
+  return fd;
+}
+
+/// The names of the tables (one per UUID) in the directory `dfd`.
+std::vector<std::string> table_names(int dfd, const std::string& dir) {
+  const int dup = ::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR* d = dup < 0 ? nullptr : ::fdopendir(dup);
+  if (d == nullptr) {
+    if (dup >= 0) ::close(dup);
+    throw SystemError(fmt::format("cannot read {}: {}", dir, errno_text(errno)));
+  }
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) {
+    if (usable_uuid(e->d_name)) names.emplace_back(e->d_name);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+/// The text of dir/name, empty if it does not exist. Not a regular file: SystemError.
+std::string read_table(int dfd, const std::string& dir, const std::string& name) {
+  Fd fd(::openat(dfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (fd.get() < 0) {
+    if (errno == ENOENT) return {};
+    throw SystemError(fmt::format("cannot open {}/{}: {}", dir, name, errno_text(errno)));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    throw SystemError(fmt::format("{}/{} is not a regular file", dir, name));
+  }
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw SystemError(fmt::format("cannot read {}/{}: {}", dir, name, errno_text(errno)));
+    if (n == 0 || text.size() > (1U << 20U)) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  return text;
+}
+
+/// Writes the table, or removes it once empty.
+void write_table(int dfd, const std::string& dir, const std::string& name, const std::vector<SlotEntry>& entries) {
+  if (entries.empty()) {
+    if (::unlinkat(dfd, name.c_str(), 0) != 0 && errno != ENOENT) {
+      throw SystemError(fmt::format("cannot remove {}/{}: {}", dir, name, errno_text(errno)));
+    }
+    return;
+  }
+  write_file_atomically(dir, name, render_slot_table(entries));
+}
+
+/// An exclusive flock on dir/.lock, held until destruction.
+class SlotLock {
+ public:
+  SlotLock(int dfd, const std::string& dir, int wait_ms)
+      : fd_(::openat(dfd, kSlotLock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600)) {
+    if (fd_.get() < 0) throw SystemError(fmt::format("cannot open {}/{}: {}", dir, kSlotLock, errno_text(errno)));
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+    while (::flock(fd_.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK && errno != EINTR) {
+        throw SystemError(fmt::format("cannot lock {}/{}: {}", dir, kSlotLock, errno_text(errno)));
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        throw SystemError(fmt::format("{}/{} is still locked after {} ms (a hung prolog or epilog?)", dir, kSlotLock,
+                                      wait_ms));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }  // closing the descriptor releases the lock
+
+ private:
+  Fd fd_;
+};
+
+/// Removes `job_id` from every table except those in `keep`; returns the names changed.
+std::vector<std::string> drop_job_lines(int dfd, const std::string& dir, const std::string& job_id,
+                                        const std::vector<std::string>& keep, std::vector<std::string>& notes) {
+  std::vector<std::string> changed;
+  for (const auto& name : table_names(dfd, dir)) {
+    if (std::find(keep.begin(), keep.end(), name) != keep.end()) continue;
+    std::vector<std::string> problems;
+    auto entries = parse_slot_table(read_table(dfd, dir, name), &problems);
+    if (remove_slot(entries, job_id) || !problems.empty()) {
+      write_table(dfd, dir, name, entries);
+      changed.push_back(name);
+    }
+    for (const auto& p : problems) notes.push_back(fmt::format("{}/{}: {}", dir, name, p));
+  }
+  return changed;
+}
+
+}  // namespace
+
+std::vector<SlotPlacement> place_sm_slots(const std::string& dir, const std::string& job_id,
+                                          const std::vector<GpuShare>& shares, std::vector<std::string>& notes,
+                                          int lock_wait_ms) {
+  if (!core::is_decimal_id(job_id)) throw SystemError(fmt::format("'{}' is not a job id", job_id));
+  ensure_config_dir(dir);
+  const Fd dfd = open_dir(dir);
+  const SlotLock lock(dfd.get(), dir, lock_wait_ms);
+  std::vector<std::string> placed_names;
+  std::vector<SlotPlacement> placed;
+  for (const auto& share : shares) {
+    if (share.sm_percent >= 100) continue;
+    if (!usable_uuid(share.uuid)) {
+      notes.push_back(fmt::format("GPU {}: its UUID cannot name a file; no compute window placed", share.uuid));
+      continue;
+    }
+    std::vector<std::string> problems;
+    auto entries = parse_slot_table(read_table(dfd.get(), dir, share.uuid), &problems);
+    for (const auto& p : problems) notes.push_back(fmt::format("{}/{}: {}", dir, share.uuid, p));
+    // Two shares of one GPU (not made by SLURM 22.05): the second replaces the first's line.
+    SlotChoice choice = place_slot(entries, job_id, share.sm_percent);
+    write_table(dfd.get(), dir, share.uuid, entries);
+    placed_names.push_back(share.uuid);
+    placed.push_back(SlotPlacement{share.uuid, std::move(choice)});
+  }
+  // Lines of this job on other GPUs: an earlier run of its prolog (a requeued job).
+  drop_job_lines(dfd.get(), dir, job_id, placed_names, notes);
+  return placed;
+}
+
+std::vector<std::string> release_sm_slots(const std::string& dir, const std::string& job_id, int lock_wait_ms) {
+  if (!core::is_decimal_id(job_id)) return {};
+  const Fd dfd = open_dir_if_present(dir);
+  if (dfd.get() < 0) return {};
+  // Tables are replaced by rename, so reading them without the lock sees whole versions: most
+  // jobs (CPU jobs, whole GPUs) have no line and never wait for the lock.
+  bool present = false;
+  for (const auto& name : table_names(dfd.get(), dir)) {
+    for (const auto& e : parse_slot_table(read_table(dfd.get(), dir, name))) present = present || e.job_id == job_id;
+  }
+  if (!present) return {};
+  const SlotLock lock(dfd.get(), dir, lock_wait_ms);
+  std::vector<std::string> ignored;
+  return drop_job_lines(dfd.get(), dir, job_id, {}, ignored);
+}
+
+void create_board_file(const std::string& dir, const std::string& uuid, const std::string& job_id, uid_t uid,
+                       gid_t gid) {
+  if (!core::is_decimal_id(job_id)) throw SystemError(fmt::format("'{}' is not a job id", job_id));
+  if (!usable_uuid(uuid)) throw SystemError(fmt::format("GPU UUID '{}' cannot name a file", uuid));
+  ensure_config_dir(dir);
+  const Fd dfd = open_dir(dir);
+  const std::string name = fmt::format("{}.{}", uuid, job_id);
+  struct stat st {};
+  if (::fstatat(dfd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (!S_ISREG(st.st_mode)) {
+      throw SystemError(fmt::format("{}/{} exists and is not a regular file; left alone", dir, name));
+    }
+    if (::unlinkat(dfd.get(), name.c_str(), 0) != 0) {
+      throw SystemError(fmt::format("cannot remove the stale {}/{}: {}", dir, name, errno_text(errno)));
+    }
+  } else if (errno != ENOENT) {
+    throw SystemError(fmt::format("cannot stat {}/{}: {}", dir, name, errno_text(errno)));
+  }
+  const Fd fd(::openat(dfd.get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (fd.get() < 0) throw SystemError(fmt::format("cannot create {}/{}: {}", dir, name, errno_text(errno)));
+  const timespec epoch[2] = {{0, 0}, {0, 0}};  // "not active": the job stamps it when it submits work
+  if (::fchown(fd.get(), uid, gid) != 0 || ::fchmod(fd.get(), 0644) != 0 || ::futimens(fd.get(), epoch) != 0) {
+    const int e = errno;
+    ::unlinkat(dfd.get(), name.c_str(), 0);
+    throw SystemError(fmt::format("cannot give {}/{} to uid {}: {}", dir, name, uid, errno_text(e)));
+  }
+}
+
+std::vector<std::string> remove_board_files(const std::string& dir, const std::string& job_id) {
+  std::vector<std::string> removed;
+  if (!core::is_decimal_id(job_id)) return removed;
+  const Fd dfd = open_dir_if_present(dir);
+  if (dfd.get() < 0) return removed;
+  std::vector<std::string> names;
+  {
+    const int dup = ::openat(dfd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR* d = dup < 0 ? nullptr : ::fdopendir(dup);
+    if (d == nullptr) {
+      if (dup >= 0) ::close(dup);
+      throw SystemError(fmt::format("cannot read {}: {}", dir, errno_text(errno)));
+    }
+    while (dirent* e = ::readdir(d)) {
+      const std::string_view n = e->d_name;
+      const std::size_t dot = n.rfind('.');
+      if (dot == std::string_view::npos || n.substr(dot + 1) != job_id || !usable_uuid(n.substr(0, dot))) continue;
+      names.emplace_back(n);
+    }
+    ::closedir(d);
+  }
+  for (const auto& n : names) {
+    if (::unlinkat(dfd.get(), n.c_str(), 0) == 0) removed.push_back(n);
+  }
+  return removed;
 }
 
 }  // namespace softmig::tool::slurm

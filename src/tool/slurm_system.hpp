@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "tool/slurm_slices.hpp"
+#include "tool/slurm_slots.hpp"
 
 namespace softmig::tool::slurm {
 
@@ -53,5 +54,41 @@ std::string make_ledger_dir(const std::string& base, const std::string& job_id, 
 /// Removes base/<job> and everything in it without following symbolic links. True if it was
 /// there.
 bool remove_ledger_dir(const std::string& base, const std::string& job_id);
+
+/// True if `uuid` can name a file of the compute tables and the board: letters, digits, '-'
+/// and '_' ("GPU-5f0c..."; old-style MIG names with '/' cannot).
+bool usable_uuid(std::string_view uuid);
+
+/// A job's window on one GPU, as placed by place_sm_slots.
+struct SlotPlacement {
+  std::string uuid;
+  SlotChoice choice;
+};
+
+/// The per-GPU compute-window tables in `dir` (<config dir>/sm-slots, created root 0755 if
+/// missing): under an exclusive flock on dir/.lock (waited for at most `lock_wait_ms`), removes
+/// the lines of `job_id` from every table, then places a window of each share < 100 in the table
+/// of its GPU (dir/<UUID>: "<jobid> <start> <length>" lines, written atomically, root:root 0644).
+/// A table left empty is removed. Lines that could not be read are dropped and reported in
+/// `notes`. Throws SystemError if the tables cannot be used.
+std::vector<SlotPlacement> place_sm_slots(const std::string& dir, const std::string& job_id,
+                                          const std::vector<GpuShare>& shares, std::vector<std::string>& notes,
+                                          int lock_wait_ms = 10000);
+
+/// Removes the lines of `job_id` from every table in `dir` (under the same lock, taken only if
+/// some table has such a line; a missing `dir` is left missing). Returns the UUIDs whose tables
+/// changed.
+std::vector<std::string> release_sm_slots(const std::string& dir, const std::string& job_id,
+                                          int lock_wait_ms = 10000);
+
+/// Creates the job's activity stamp dir/<uuid>.<job_id> (dir: <config dir>/board, created root
+/// 0755 if missing): owned by uid:gid, mode 0644, modification time 0 (not active yet), without
+/// following links. A stale regular file of that name is replaced; anything else there is
+/// refused (SystemError).
+void create_board_file(const std::string& dir, const std::string& uuid, const std::string& job_id, uid_t uid,
+                       gid_t gid);
+
+/// Removes every dir/<uuid>.<job_id> (never follows links). Returns the names removed.
+std::vector<std::string> remove_board_files(const std::string& dir, const std::string& job_id);
 
 }  // namespace softmig::tool::slurm

@@ -72,6 +72,7 @@ cat >"$J/demo.sh" <<DEMO_END
 f=\$(ls $CONF/\${SLURM_JOB_ID}.conf $CONF/\${SLURM_JOB_ID}_*.conf 2>/dev/null | head -1)
 if [ -n "\$f" ]; then echo "jobfile: \$(basename "\$f") \$(stat -c '%U %a' "\$f")"; else echo "jobfile: none"; fi
 if [ -n "\$f" ]; then sed -n 's/^SOFTMIG_LEDGER_DIR=//p' "\$f" | sed 's/^/ledgerdir: /'; fi
+if [ -n "\$f" ]; then sed -n 's/^CUDA_DEVICE_SM_PHASE_\(.*\)=\(.*\)\$/phase: \1 \2/p' "\$f"; fi
 echo "gpus: \${SLURM_JOB_GPUS:-\${CUDA_VISIBLE_DEVICES:-none}}"
 echo "task: \${SLURM_JOB_ID}_\${SLURM_ARRAY_TASK_ID:-}"
 if [ -n "\${WAIT_FOR:-}" ]; then
@@ -89,7 +90,11 @@ exit 0
 DEMO_END
 chmod 0755 "$J/demo.sh"
 
-no_job_files() { ! ls "$CONF/$1.conf" "$CONF/$1"_*.conf >/dev/null 2>&1 && [[ ! -e "$CONF/ledger/$1" ]]; }
+# no_job_files ID: no job file, ledger, compute window (sm-slots line) or activity stamp of job ID.
+no_job_files() {
+  ! ls "$CONF/$1.conf" "$CONF/$1"_*.conf "$CONF"/board/*."$1" >/dev/null 2>&1 && [[ ! -e "$CONF/ledger/$1" ]] &&
+    ! cat "$CONF"/sm-slots/GPU-* 2>/dev/null | grep -q "^$1 "
+}
 
 # ---- 1. a quarter slice: 12 GiB of a 48 GiB GPU, OOM past it, file present then gone -----------
 t="quarter slice (--gres=gpu:l40s.4:1)"
@@ -163,11 +168,83 @@ if holder=$(submit --gres=gpu:l40s:1 --export=ALL,HOLD=1 "$J/demo.sh") && poll 6
     [[ $la == "$CONF/ledger/$a" && $lb == "$CONF/ledger/$b" ]] &&
     grep -q "^ledger: cudevshr.cache.$a$" "$J/$a.out" && grep -q "^ledger: cudevshr.cache.$b$" "$J/$b.out" &&
     grep -q '^ledgerstat: root 700$' "$J/$a.out" &&
-    [[ $(field "$J/$a.out" total_bytes) == $((12 * GiB)) && $(field "$J/$b.out" total_bytes) == $((12 * GiB)) ]]; then
-    ok "$t: both on GPU $ga at once, ledgers $la and $lb (0700, job owner), 12 GiB each"
+    [[ $(field "$J/$a.out" total_bytes) == $((12 * GiB)) && $(field "$J/$b.out" total_bytes) == $((12 * GiB)) ]] &&
+    [[ "$(cat "$J/$a.out" "$J/$b.out" | sed -n 's/^phase: [^ ]* //p' | sort -n | tr '\n' ' ')" == "0 25 " ]]; then
+    ok "$t: both on GPU $ga at once, ledgers $la and $lb (0700, job owner), 12 GiB each, windows at 0 and 25 %"
   else
     bad "$t (a=$a gpu=$ga ledger=$la, b=$b gpu=$gb ledger=$lb, holder gpu=$gh)"
     cat "$J/$a.out" "$J/$b.out" >&2
+  fi
+else
+  bad "$t: the whole-GPU holder did not start"
+  touch "$J/release"
+fi
+
+# ---- 5b. two halves of one GPU at once, as an ordinary user: disjoint compute windows ------------
+# The jobs run as nobody (the activity stamps must belong to the job's user) and write to $U.
+# Each shows its window, its stamp and the GPU's table while both run.
+t="two concurrent halves of one GPU (user nobody)"
+U="$J/u"
+install -d -m 1777 "$U"
+cat >"$J/half.sh" <<HALF_END
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+f=$CONF/\${SLURM_JOB_ID}.conf
+echo "task: \${SLURM_JOB_ID}_"
+echo "user: \$(id -un)"
+sed -n 's/^CUDA_DEVICE_SM_PHASE_\\(.*\\)=\\(.*\\)\$/phase: \\1 \\2/p; s/^SOFTMIG_SM_POLICY=/policy: /p; s/^SOFTMIG_SM_BOARD=/board: /p' "\$f"
+uuid=\$(sed -n 's/^CUDA_DEVICE_SM_PHASE_\\(.*\\)=.*/\\1/p' "\$f")
+board=\$(sed -n 's/^SOFTMIG_SM_BOARD=//p' "\$f")
+stamp="\$board/\$uuid.\$SLURM_JOB_ID"
+echo "stamp: \$(stat -c '%U %a' "\$stamp")"
+touch -c "\$stamp" && echo "stamped: yes"    # what libsoftmig does while the job submits work
+# meet STEP: waits (at most 120 s) until the other job has reached STEP too.
+meet() {
+  touch "$U/\$1.\$SLURM_JOB_ID"
+  i=0; while [ ! -e "$U/\$1.\$WAIT_FOR" ] && [ \$i -lt 1200 ]; do sleep 0.1; i=\$((i+1)); done
+  [ -e "$U/\$1.\$WAIT_FOR" ]
+}
+meet ready && echo "together: yes"
+sed 's/^/slots: /' "$CONF/sm-slots/\$uuid"
+ls "\$board" | grep "^\$uuid\\." | sed 's/^/boardfile: /'
+meet done   # neither ends (and has its epilog clear its window) before both have looked
+exit 0
+HALF_END
+chmod 0755 "$J/half.sh"
+# submit_as USER ARGS...: sbatch --parsable as USER, output in $U.
+submit_as() {
+  local user=$1 id
+  shift
+  id=$(runuser -u "$user" -- sbatch --parsable -D /tmp -o "$U/%j.out" -e "$U/%j.out" "$@") || return 1
+  echo "${id%%;*}"
+}
+rm -f "$J/release" "$J"/ready.*
+if holder=$(submit --gres=gpu:l40s:1 --export=ALL,HOLD=1 "$J/demo.sh") && poll 60 grep -q '^summary:' "$J/$holder.out"; then
+  a=$(submit_as nobody --gres=gpu:l40s.2:1 --export=ALL,WAIT_FOR=next "$J/half.sh")
+  b=$(submit_as nobody --gres=gpu:l40s.2:1 --export=ALL,WAIT_FOR="$a" "$J/half.sh")
+  ln -sf "ready.$b" "$U/ready.next" 2>/dev/null   # a waits for b
+  ln -sf "done.$b" "$U/done.next" 2>/dev/null
+  wait_job "$a"; wait_job "$b"
+  touch "$J/release"; wait_job "$holder"
+  pa=$(sed -n 's/^phase: //p' "$U/$a.out"); pb=$(sed -n 's/^phase: //p' "$U/$b.out")
+  ua=${pa% *}; ub=${pb% *}
+  gh=$(sed -n 's/^gpus: //p' "$J/$holder.out")
+  if grep -q '^together: yes' "$U/$a.out" && grep -q '^together: yes' "$U/$b.out" && [[ -n $ua && $ua == "$ub" ]] &&
+    [[ "$(printf '%s\n' "${pa#* }" "${pb#* }" | sort -n | tr '\n' ' ')" == "0 50 " ]] &&
+    grep -q "^user: nobody$" "$U/$a.out" && grep -q "^stamp: nobody 644$" "$U/$a.out" && grep -q "^stamp: nobody 644$" "$U/$b.out" &&
+    grep -q "^stamped: yes$" "$U/$a.out" && grep -q "^stamped: yes$" "$U/$b.out" &&
+    grep -q "^policy: burst$" "$U/$a.out" && grep -q "^board: $CONF/board$" "$U/$a.out" &&
+    grep -qx "slots: $a ${pa#* } 50" "$U/$b.out" && grep -qx "slots: $b ${pb#* } 50" "$U/$a.out" &&
+    grep -qx "boardfile: $ua.$a" "$U/$b.out" && grep -qx "boardfile: $ua.$b" "$U/$a.out"; then
+    ok "$t: both on $ua at once, windows at ${pa#* } and ${pb#* } %, own stamps (nobody 0644), policy burst"
+  else
+    bad "$t (a=$a phase=$pa, b=$b phase=$pb, holder gpu=$gh)"
+    cat "$U/$a.out" "$U/$b.out" >&2
+  fi
+  if poll 30 no_job_files "$a" && poll 30 no_job_files "$b"; then
+    ok "$t: windows and stamps removed by the epilogs"
+  else
+    bad "$t: leftovers of $a or $b"; ls -lR "$CONF" >&2; cat "$CONF"/sm-slots/GPU-* >&2
   fi
 else
   bad "$t: the whole-GPU holder did not start"
@@ -193,11 +270,11 @@ fi
 # Every job of these tests printed "task: <id>_..." (the srun job's output is in $J/srun.out).
 all_gone() {
   local id
-  for id in $(cat "$J"/*.out | sed -n 's/^task: \([0-9][0-9]*\)_.*/\1/p' | sort -u); do
+  for id in $(cat "$J"/*.out "$J"/u/*.out 2>/dev/null | sed -n 's/^task: \([0-9][0-9]*\)_.*/\1/p' | sort -u); do
     no_job_files "$id" || return 1
   done
 }
-njobs=$(cat "$J"/*.out | sed -n 's/^task: \([0-9][0-9]*\)_.*/\1/p' | sort -u | wc -l)
+njobs=$(cat "$J"/*.out "$J"/u/*.out 2>/dev/null | sed -n 's/^task: \([0-9][0-9]*\)_.*/\1/p' | sort -u | wc -l)
 if poll 30 all_gone; then
   ok "no job file or ledger of the $njobs test jobs left in $CONF"
 else

@@ -87,8 +87,11 @@ if [[ ! -d /var/run/softmig ]]; then
   install -d -o root -g root -m 0755 /var/run/softmig
   record "dir /var/run/softmig"
 fi
-# The prolog makes /var/run/softmig/ledger; removed at teardown if it was not there before (and empty).
-[[ -d /var/run/softmig/ledger ]] || record "dir /var/run/softmig/ledger"
+# The prolog makes /var/run/softmig/ledger, sm-slots (compute windows) and board (activity
+# stamps); each is removed at teardown if it was not there before (and holds nothing else).
+for sub in ledger sm-slots board; do
+  [[ -d /var/run/softmig/$sub ]] || record "dir /var/run/softmig/$sub"
+done
 
 # ---- configuration -------------------------------------------------------------------------
 install -d -m 0755 "$S/etc" "$S/spool" "$S/scripts" "$S/jobs"

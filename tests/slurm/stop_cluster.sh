@@ -10,7 +10,9 @@ S="${SOFTMIG_SLURM_STATE:-/tmp/softmig-slurm}"
 [[ -d "$S" ]] || exit 0
 
 if [[ -s "$S/etc/slurm.conf" && -e "$S/cluster.env" ]]; then
-  SLURM_CONF="$S/etc/slurm.conf" timeout 10 scancel --quiet --user=root >/dev/null 2>&1 || true
+  for user in root nobody; do   # run_tests.sh submits as both
+    SLURM_CONF="$S/etc/slurm.conf" timeout 10 scancel --quiet --user=$user >/dev/null 2>&1 || true
+  done
 fi
 
 stop_pid() {  # stop_pid PID NAME: TERM, wait up to 15 s, then KILL; never a reused pid
@@ -39,9 +41,15 @@ if [[ -f "$created" ]]; then
   done
   # Job files and ledgers of our jobs that an epilog did not get to remove: every job of this
   # cluster printed its id ("task: <id>_...") into $S/jobs.
-  for id in $(cat "$S"/jobs/*.out 2>/dev/null | sed -n 's/^task: \([0-9][0-9]*\)_.*/\1/p' | sort -u); do
-    rm -f "/var/run/softmig/$id.conf" /var/run/softmig/"${id}"_*.conf
+  # Their compute windows and activity stamps too (the daemons are stopped: nobody else
+  # updates the tables now).
+  for id in $(cat "$S"/jobs/*.out "$S"/jobs/u/*.out 2>/dev/null | sed -n 's/^task: \([0-9][0-9]*\)_.*/\1/p' | sort -u); do
+    rm -f "/var/run/softmig/$id.conf" /var/run/softmig/"${id}"_*.conf /var/run/softmig/board/*."$id"
     rm -rf --one-file-system "/var/run/softmig/ledger/$id"
+    for table in /var/run/softmig/sm-slots/GPU-*; do
+      [[ -f $table ]] && grep -q "^$id " "$table" && sed -i "/^$id /d" "$table"
+      [[ -f $table && ! -s $table ]] && rm -f "$table"
+    done
   done
   # What start_cluster.sh created, newest first. /var/run/softmig is removed only if empty:
   # other tests' files are not ours to delete.
@@ -50,6 +58,8 @@ if [[ -f "$created" ]]; then
       node | file) rm -f "$what" ;;
       dir)
         if [[ $what == /var/run/softmig* ]]; then
+          # the compute-window tables' lock file is ours when nothing else is left there
+          [[ $what == */sm-slots && "$(ls -A "$what" 2>/dev/null)" == .lock ]] && rm -f "$what/.lock"
           rmdir "$what" 2>/dev/null || echo "stop_cluster: $what kept: it holds files that are not ours: $(ls -A "$what" | tr '\n' ' ')"
         else
           rm -rf --one-file-system "$what"
