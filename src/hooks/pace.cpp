@@ -77,7 +77,7 @@ struct PaceDevice {
 };
 PaceDevice g_devices[core::kMaxDevices];
 std::atomic<unsigned> g_epoch{1};  ///< bumped when contexts (and the markers in them) go away
-std::atomic<bool> g_warned_markers{false};
+std::atomic<bool> g_markers_broken{false};  ///< events unusable: drain by synchronising
 std::atomic<bool> g_warned_stuck{false};
 
 /// A thread's record of one stream it launches on.
@@ -258,9 +258,10 @@ void poll(StreamEntry& e) noexcept {
 }
 
 void warn_markers(const char* what, CUresult r) noexcept {
-  if (!g_warned_markers.exchange(true)) {
-    platform::log_warning("compute share: %s failed (%d); pacing by windows only, without "
-                          "bounding queued work", what, r);
+  if (!g_markers_broken.exchange(true)) {
+    platform::log_error("compute share: %s failed (%d); windows are now closed by "
+                          "synchronising the context, and queued work is not bounded within them",
+                          what, r);
   }
 }
 
@@ -297,6 +298,10 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
   tp.last_window[ordinal] = -1;
   if (current != nullptr && current->pace.unmarked()) mark(*current, stream, now);
   const std::int64_t start = now;
+  if (g_markers_broken.load(std::memory_order_relaxed)) {
+    // Without markers the simplest sound drain: wait for everything in the context.
+    if (auto* sync = real<Sym::cuCtxSynchronize>(); sync != nullptr) sync();
+  }
   for (;;) {
     bool busy = false;
     for (StreamEntry& e : tp.entries) {
@@ -393,11 +398,8 @@ PaceTicket pace_before(CUstream stream) noexcept {
 void pace_after(const PaceTicket& t, CUstream stream, CUresult rc) noexcept {
   if (t.entry == nullptr || rc != CUDA_SUCCESS) return;
   auto& e = *static_cast<StreamEntry*>(t.entry);
-  PaceDevice& d = g_devices[t.ordinal];
   e.pace.launched(t.now);
-  const bool closing =
-      !t.bursting && t.now >= d.go_until.load(std::memory_order_relaxed) - StreamPace::kMarkEveryNs;
-  if (e.pace.want_marker(t.now, closing)) mark(e, stream, t.now);
+  if (e.pace.want_marker(t.now, /*closing=*/false)) mark(e, stream, t.now);
 }
 
 void pace_contexts_changed() noexcept {

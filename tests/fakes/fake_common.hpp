@@ -28,6 +28,7 @@ struct Config {
   std::uint64_t kernel_ns = 0;              ///< GPU time of one kernel launch
   std::uint64_t graph_ns = 0;               ///< GPU time of one graph launch
   std::uint64_t queue_depth = 0;            ///< pending launches per device before one blocks
+  std::uint64_t launch_host_ns = 0;         ///< host time one launch call takes (busy wait)
 };
 
 /// The configuration; a malformed variable aborts the process with a message on stderr, because a

@@ -28,6 +28,8 @@
  *   SOFTMIG_FAKE_QUEUE_DEPTH    launches that may be pending on a device; a further launch blocks
  *                               until the oldest completes, like a launch into the driver's full
  *                               queue. Default 1024; 0 = unbounded.
+ *   SOFTMIG_FAKE_LAUNCH_HOST_NS host time every launch call takes (a busy wait, like the few
+ *                               microseconds a real launch costs). Default 0.
  * The model: each device has one timeline per process on which the work of all streams runs
  * serially in submission order (CLOCK_MONOTONIC): a launch submitted at `now` completes at
  * busy_until = max(now, busy_until) + duration. cuEventRecord stamps the event with

@@ -983,6 +983,14 @@ CUresult submit(CUstream stream, bool graph, Check&& check) {
     lock.lock();
     now = now_ns();
   }
+  if (const std::uint64_t host = config().launch_host_ns; host != 0) {
+    // A real launch costs the host a few microseconds: spin (sleeping would take far longer).
+    lock.unlock();
+    while (now_ns() < now + host) {
+    }
+    lock.lock();
+    now = now_ns();
+  }
   const std::uint64_t duration = graph ? d.graph_ns : d.kernel_ns;
   t.busy_until = std::max(now, t.busy_until) + duration;
   t.busy_ns += duration;

@@ -10,9 +10,11 @@
 ///     --coop      cuLaunchCooperativeKernel
 ///     --ptsz      the _ptsz variant of the launch and of cuStreamSynchronize
 ///     --timeline  also print "TL <ms since START> <launches so far>" every 10 ms
+///     --capture   launch into streams that are being captured (nothing runs)
 ///
 /// Prints "START <CLOCK_MONOTONIC ns>" before the first launch and, at the end,
 ///   PACE launches=<n> gpu_busy_ns=<fake_gpu_busy_ns(0)> wall_ns=<start to last sync> share=<x>
+///        records=<cuEventRecord calls the driver received>
 /// where share = gpu_busy_ns / wall_ns. It paces nothing itself and runs with or without softmig
 /// (`--no-softmig-expected` is accepted and ignored). Exits 1 with a FAIL line if a call fails.
 #include "victim_common.hpp"
@@ -33,6 +35,7 @@ struct Settings {
   Mode mode = Mode::Kernel;
   bool ptsz = false;
   bool timeline = false;
+  bool capture = false;
 };
 
 std::uint64_t now_ns() {
@@ -61,6 +64,8 @@ Settings parse(const std::vector<std::string>& args) {
       s.ptsz = true;
     } else if (a == "--timeline") {
       s.timeline = true;
+    } else if (a == "--capture") {
+      s.capture = true;
     } else if (!a.empty() && a[0] != '-' && positional < 2) {
       char* end = nullptr;
       if (positional == 0) {
@@ -123,11 +128,13 @@ void worker(Shared& sh) {
   victim::expect_cu("cuCtxSetCurrent", cuCtxSetCurrent(sh.ctx));
   CUstream stream = nullptr;
   victim::expect_cu("cuStreamCreate", cuStreamCreate(&stream, 0));
+  if (sh.settings.capture) fake_set_capturing(stream, 1);
   while (now_ns() < sh.deadline) {
     const CUresult r = launch_once(sh, stream);
     VICTIM_CHECK(r == CUDA_SUCCESS, "launch %llu failed with %d", sh.launches.load(), r);
     sh.launches.fetch_add(1, std::memory_order_relaxed);
   }
+  if (sh.settings.capture) fake_set_capturing(stream, 0);
   const CUresult synced =
       sh.settings.ptsz ? cuStreamSynchronize_ptsz(stream) : cuStreamSynchronize(stream);
   victim::expect_cu("cuStreamSynchronize", synced);
@@ -195,9 +202,10 @@ int main(int argc, char** argv) {
   }
 
   const unsigned long long busy = fake_gpu_busy_ns(0);
-  std::printf("PACE launches=%llu gpu_busy_ns=%llu wall_ns=%" PRIu64 " share=%.4f\n",
+  std::printf("PACE launches=%llu gpu_busy_ns=%llu wall_ns=%" PRIu64 " share=%.4f records=%llu\n",
               sh.launches.load(), busy, wall,
-              wall > 0 ? static_cast<double>(busy) / static_cast<double>(wall) : 0.0);
+              wall > 0 ? static_cast<double>(busy) / static_cast<double>(wall) : 0.0,
+              fake_call_count("cuEventRecord"));
   std::fflush(stdout);
 
   if (sh.exec != nullptr) {

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# check_share.sh NAME EXPECT TOLERANCE [VAR=value...] -- VICTIM ARGS...
+#   Runs the victim (victim_pace, against the fake driver with libsoftmig.so preloaded as the
+#   environment says) and checks the GPU share it reports:  |share - EXPECT| <= TOLERANCE.
+#   EXPECT "bare:<ratio>" compares launches with a run of the same victim without softmig:
+#   launches(preloaded) / launches(bare) must be within TOLERANCE of <ratio> (host-bound loads,
+#   where the fake GPU is never busy). "records:0" asserts that no completion event was
+#   recorded. CHECK_PROCS=N runs N copies at once (one job) and checks the mean of their shares
+#   (the fake GPU is per process, so each must get the job's windows; a real GPU divides them).
+#   CHECK_PEER=<file> keeps <file> stamped (another job's activity) while the victim runs.
+#   Every check prints one line: "compute NAME: <value> (expected E +- T) ok|FAIL".
+set -uo pipefail
+name=$1 expect=$2 tol=$3
+shift 3
+envs=()
+CHECK_PROCS=1 CHECK_PEER=""
+while [[ $# -gt 0 && $1 != "--" ]]; do
+  case $1 in
+    CHECK_PROCS=*|CHECK_PEER=*) declare "$1" ;;  # for this script, not the victim
+    *) envs+=("$1") ;;
+  esac
+  shift
+done
+shift
+field() { sed -n "s/.*[ ]$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+peer=""
+if [[ -n $CHECK_PEER ]]; then
+  (while :; do touch "$CHECK_PEER"; sleep 0.005; done) &
+  peer=$!
+  trap 'kill $peer 2>/dev/null' EXIT
+fi
+procs=$CHECK_PROCS
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"; [[ -n $peer ]] && kill $peer 2>/dev/null' EXIT
+for ((i = 0; i < procs; i++)); do env "${envs[@]}" "$@" > "$tmp/$i" & done
+wait_ok=1
+for job in $(jobs -p); do [[ $job == "$peer" ]] && continue; wait "$job" || wait_ok=0; done
+out=$(cat "$tmp"/*)
+[[ $wait_ok == 1 ]] || { echo "compute $name: victim failed"; echo "$out"; exit 1; }
+line=$(grep '^PACE' <<<"$out" | head -1)
+share=$(grep '^PACE' <<<"$out" | sed -n 's/.* share=\([^ ]*\).*/\1/p' | awk '{ s += $1; n++ } END { printf "%.4f", s / n }')
+case $expect in
+  bare:*)
+    ratio=${expect#bare:}
+    bare_out=$(env "${envs[@]}" LD_PRELOAD= "$@") || { echo "compute $name: bare victim failed"; exit 1; }
+    got=$(awk -v a="$(field launches "$line")" -v b="$(field launches "$(grep '^PACE' <<<"$bare_out")")" \
+          'BEGIN { printf "%.4f", (b > 0 ? a / b : 0) }')
+    want=$ratio ;;
+  records:*)
+    got=$(field records "$line") want=${expect#records:} ;;
+  *)
+    got=$share want=$expect ;;
+esac
+if awk -v g="$got" -v w="$want" -v t="$tol" 'BEGIN { d = g - w; if (d < 0) d = -d; exit !(d <= t) }'; then
+  echo "compute $name: $got (expected $want +- $tol) ok"
+else
+  echo "compute $name: $got (expected $want +- $tol) FAIL"
+  echo "$out" | tail -5
+  exit 1
+fi
