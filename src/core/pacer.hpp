@@ -127,6 +127,10 @@ class StreamPace {
   [[nodiscard]] bool unmarked() const noexcept { return unmarked_ != 0; }
   [[nodiscard]] bool idle() const noexcept { return count_ == 0 && unmarked_ == 0; }
   [[nodiscard]] unsigned outstanding_markers() const noexcept { return count_; }
+  /// Estimated GPU time of the work queued behind the last completed marker.
+  [[nodiscard]] std::int64_t backlog_ns() const noexcept {
+    return cost_ns_ * static_cast<std::int64_t>(queued_launches());
+  }
   /// GPU time per launch learned so far (0: not known yet).
   [[nodiscard]] std::int64_t cost_per_launch() const noexcept { return cost_ns_; }
   /// Forgets markers (their events are gone, e.g. the context was destroyed); keeps the cost.

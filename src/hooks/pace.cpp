@@ -95,7 +95,8 @@ struct StreamEntry {
 struct ThreadPace {
   unsigned epoch = 0;
   StreamEntry entries[kStreams];
-  std::int64_t last_window[core::kMaxDevices];
+  std::int64_t last_window[core::kMaxDevices];    ///< window of launches not yet drained, or -1
+  std::int64_t expected_idle[core::kMaxDevices];  ///< when those launches should be finished
 };
 static_assert(sizeof(ThreadPace) <= 4096, "one page per thread");
 
@@ -141,6 +142,7 @@ ThreadPace* thread_pace() noexcept {
     if (mem == MAP_FAILED) return nullptr;
     tp = new (mem) ThreadPace();
     std::fill(std::begin(tp->last_window), std::end(tp->last_window), -1);
+    std::fill(std::begin(tp->expected_idle), std::end(tp->expected_idle), 0);
     tp->epoch = g_epoch.load(std::memory_order_acquire);
     pthread_setspecific(g_thread_key, tp);
     t_pace = tp;
@@ -331,6 +333,20 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
   pthread_mutex_unlock(&d.mu);
 }
 
+/// The thread's launches of an earlier window were never drained (it was busy elsewhere, e.g.
+/// in a synchronise, while that window closed): charge what ran past the window's end, as far
+/// as the queued work's estimate tells.
+void settle_undrained(ThreadPace& tp, PaceDevice& d, int ordinal, std::int64_t now) noexcept {
+  const std::int64_t window = tp.last_window[ordinal];
+  tp.last_window[ordinal] = -1;
+  if (window < 0) return;
+  const std::int64_t idle = std::min(tp.expected_idle[ordinal], now);
+  pthread_mutex_lock(&d.mu);
+  d.pacer.drained(window, /*stopped_at=*/INT64_MAX, idle, now);  // no drain-time sample
+  d.publish();
+  pthread_mutex_unlock(&d.mu);
+}
+
 /// Sleeps until `until`, keeping the job's activity stamp fresh; in burst mode wakes early
 /// when the GPU is free.
 void wait_for_window(PaceDevice& d, std::int64_t until) noexcept {
@@ -362,21 +378,25 @@ PaceTicket pace_before(CUstream stream) noexcept {
       t.bursting = true;
       break;
     }
+    std::int64_t window = 0;
     if (now >= d->go_from.load(std::memory_order_relaxed) && now < d->go_until.load(std::memory_order_relaxed)) {
-      tp->last_window[ordinal] = d->window.load(std::memory_order_relaxed);
-      break;
+      window = d->window.load(std::memory_order_relaxed);
+    } else {
+      pthread_mutex_lock(&d->mu);
+      const WindowPacer::Decision dec = d->pacer.admit(now);
+      d->publish();
+      pthread_mutex_unlock(&d->mu);
+      window = dec.window;
+      if (dec.verdict == WindowPacer::Verdict::kWait) {
+        drain(*tp, *d, ordinal, e, stream, now);
+        wait_for_window(*d, dec.until);
+        now = now_ns();
+        continue;
+      }
     }
-    pthread_mutex_lock(&d->mu);
-    const WindowPacer::Decision dec = d->pacer.admit(now);
-    d->publish();
-    pthread_mutex_unlock(&d->mu);
-    if (dec.verdict == WindowPacer::Verdict::kGo) {
-      tp->last_window[ordinal] = dec.window;
-      break;
-    }
-    drain(*tp, *d, ordinal, e, stream, now);
-    wait_for_window(*d, dec.until);
-    now = now_ns();
+    if (tp->last_window[ordinal] != window && tp->last_window[ordinal] >= 0) settle_undrained(*tp, *d, ordinal, now);
+    tp->last_window[ordinal] = window;
+    break;
   }
   // 2. Queued work under its bound.
   poll(*e);
@@ -399,6 +419,10 @@ void pace_after(const PaceTicket& t, CUstream stream, CUresult rc) noexcept {
   if (t.entry == nullptr || rc != CUDA_SUCCESS) return;
   auto& e = *static_cast<StreamEntry*>(t.entry);
   e.pace.launched(t.now);
+  if (ThreadPace* tp = t_pace; tp != nullptr) {
+    tp->expected_idle[t.ordinal] =
+        std::max<std::int64_t>(tp->expected_idle[t.ordinal], t.now + e.pace.backlog_ns());
+  }
   if (e.pace.want_marker(t.now, /*closing=*/false)) mark(e, stream, t.now);
 }
 
