@@ -99,6 +99,9 @@ if st:
     rows.append(("softmig status vs nvidia-smi", verdict(st["diff_pct"] <= 2.0),
                  "status %.0f MiB, nvidia-smi %.0f MiB, diff %.2f %%" %
                  (st["status_bytes"] / MiB, st["nvidia_smi_bytes"] / MiB, st["diff_pct"])))
+# Compute share (compute_share.sh): one row per result, each carrying its own name and verdict.
+for r in results.get(("compute-share", "compute_share"), []):
+    rows.append((r["name"], "INFO" if r["ok"] is None else verdict(r["ok"]), r["detail"]))
 if ctx:
     rows.append(("context memory (torch)", "INFO", "%.0f MiB per process" % (ctx_bytes / MiB)))
 if bare_slice:

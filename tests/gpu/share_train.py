@@ -1,0 +1,82 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The "train" load of the compute-share benchmark (tests/gpu/compute_share.sh): a small PyTorch
+training loop, a 4-layer MLP 1024 wide in bf16, batch 512 of fixed random data, SGD with momentum.
+Usage: share_train.py SECONDS. Unit = 1 optimizer step. The SGD step is written out with the
+foreach kernels torch.optim.SGD(foreach=True) uses: creating a torch.optim optimizer imports
+torch._dynamo, which takes ~5 s on the H100 machine, more than a whole measurement.
+
+Output, as share_bench: READY (only with SHARE_WAIT_GO=1, then one line is read from stdin),
+BEGIN <monotonic ns>, START <monotonic ns>, and last `SHARE load=train units=N seconds=S rate=R`.
+Model, data and five steps are set up before READY (cuBLAS and the allocator warm), so unlike
+share_bench some GPU work happens before BEGIN."""
+import os
+import sys
+import time
+
+T_PROCESS = time.monotonic()
+import torch  # noqa: E402 (the time to import it is reported as import_s)
+
+T_IMPORTED = time.monotonic()
+
+
+def main():
+    seconds = float(sys.argv[1])
+    dev = torch.device("cuda", 0)
+    torch.manual_seed(0)
+    width = 1024
+    model = torch.nn.Sequential(
+        torch.nn.Linear(1024, width), torch.nn.ReLU(),
+        torch.nn.Linear(width, width), torch.nn.ReLU(),
+        torch.nn.Linear(width, width), torch.nn.ReLU(),
+        torch.nn.Linear(width, 10),
+    ).to(device=dev, dtype=torch.bfloat16)
+    x = torch.randn(512, 1024, device=dev, dtype=torch.bfloat16)
+    y = torch.randint(0, 10, (512,), device=dev)
+    params = list(model.parameters())
+    momentum = [torch.zeros_like(p) for p in params]
+    lr = 1e-3
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        for p in params:
+            p.grad = None
+        loss = loss_fn(model(x).float(), y)
+        loss.backward()
+        with torch.no_grad():  # SGD, momentum 0.9: buf = 0.9 * buf + grad; p -= lr * buf
+            torch._foreach_mul_(momentum, 0.9)
+            torch._foreach_add_(momentum, [p.grad for p in params])
+            torch._foreach_add_(params, momentum, alpha=-lr)
+
+    for _ in range(5):
+        step()
+    torch.cuda.synchronize()
+    t_setup = time.monotonic()
+
+    if os.environ.get("SHARE_WAIT_GO", "0") not in ("", "0"):
+        print("READY", flush=True)
+        sys.stdin.readline()
+
+    print("BEGIN %d" % time.monotonic_ns(), flush=True)
+    warm_end = time.monotonic_ns() + 300_000_000
+    while time.monotonic_ns() < warm_end:
+        step()
+    torch.cuda.synchronize()
+
+    t0 = time.monotonic_ns()
+    print("START %d" % t0, flush=True)
+    deadline = t0 + int(seconds * 1e9)
+    steps = 0
+    while time.monotonic_ns() < deadline:
+        step()
+        steps += 1
+    torch.cuda.synchronize()
+    t1 = time.monotonic_ns()
+    elapsed = (t1 - t0) / 1e9
+    rate = steps / elapsed
+    print("SHARE load=train units=%d seconds=%.4f rate=%.3f ms_per_unit=%.4f import_s=%.2f setup_s=%.2f" %
+          (steps, elapsed, rate, 1000.0 / rate if steps else 0.0, T_IMPORTED - T_PROCESS, t_setup - T_IMPORTED),
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()
