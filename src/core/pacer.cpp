@@ -88,15 +88,28 @@ void StreamPace::launched(std::int64_t now) noexcept {
   if (unmarked_++ == 0) first_unmarked_ns_ = now;
 }
 
-bool StreamPace::want_marker(std::int64_t now, bool closing) const noexcept {
+bool StreamPace::want_marker(std::int64_t now) const noexcept {
   if (unmarked_ == 0) return false;
   // Until the cost of a launch is known, every launch is marked: a host far faster than the
   // GPU must not queue more than a few launches before the first measurement.
-  if (closing || cost_ns_ == 0) return true;
+  if (cost_ns_ == 0) return true;
   if (now - last_mark_ns_ >= kMarkEveryNs) return true;
-  // The GPU is behind the host: mark every launch so the backlog can be bounded finely.
-  if (count_ > 0 && now - ring_[head_].host_ns >= kLagNs) return true;
-  return cost_ns_ > 0 && cost_ns_ * static_cast<std::int64_t>(unmarked_) >= kMaxBacklogNs / 2;
+  // Fine-grained markers where launches are long, so the backlog can be bounded finely.
+  return cost_ns_ * static_cast<std::int64_t>(unmarked_) >= kMaxBacklogNs / 4;
+}
+
+bool StreamPace::want_poll(std::int64_t now) const noexcept {
+  if (count_ == 0) return false;
+  return now - last_poll_ns_ >= kPollEveryNs || backlog_ns() >= kMaxBacklogNs / 2 || next_slot() < 0;
+}
+
+void StreamPace::add_sample(std::int64_t sample) noexcept {
+  samples_[next_sample_++ % kCostSamples] = std::max<std::int64_t>(sample, 1);
+  std::int64_t least = INT64_MAX;
+  for (const std::int64_t v : samples_) {
+    if (v > 0 && v < least) least = v;
+  }
+  cost_ns_ = least;
 }
 
 int StreamPace::next_slot() const noexcept {
@@ -125,16 +138,14 @@ void StreamPace::completed(std::int64_t gpu_ns) noexcept {
   if (gpu_ns >= 0 && m.launches > 0) {
     if (m.chained) {
       // Queued behind the previous marker: the GPU went straight on to these launches, so
-      // the time between the two is their work.
-      const std::int64_t sample = gpu_ns / m.launches;
-      cost_ns_ = cost_ns_ == 0 ? sample : (3 * cost_ns_ + sample) / 4;
+      // the time between the two is their work (or more, if another context had a turn).
+      add_sample(gpu_ns / m.launches);
     } else if (cost_ns_ == 0) {
       // The GPU may have idled before these launches: the host's time to submit them bounds
-      // their work well enough for a first estimate (the GPU kept up with it).
-      const std::int64_t span = std::min(gpu_ns, m.host_ns - m.first_launch_ns);
-      cost_ns_ = span / m.launches;
+      // their work well enough for a first estimate (the GPU kept up with it). Provisional:
+      // the first real sample replaces it.
+      cost_ns_ = std::max<std::int64_t>(std::min(gpu_ns, m.host_ns - m.first_launch_ns) / m.launches, 1);
     }
-    if (cost_ns_ == 0) cost_ns_ = 1;
   }
   head_ = (head_ + 1) % kSlots;
   --count_;

@@ -98,16 +98,21 @@ class WindowPacer {
 class StreamPace {
  public:
   static constexpr unsigned kSlots = 8;                        ///< marker ring size
-  static constexpr std::int64_t kMaxBacklogNs = 1 * kNsPerMs;  ///< queued work allowed
+  static constexpr std::int64_t kMaxBacklogNs = 2 * kNsPerMs;  ///< queued work allowed
   static constexpr std::int64_t kMarkEveryNs = 200'000;        ///< marker at least this often
-  static constexpr std::int64_t kLagNs = 50'000;  ///< GPU this far behind the host: mark each launch
+  static constexpr std::int64_t kPollEveryNs = 100'000;        ///< look at markers this often
+  static constexpr unsigned kCostSamples = 4;  ///< the cost is the least of the last samples
 
   /// Records a launch at `now` (after it was submitted).
   void launched(std::int64_t now) noexcept;
 
-  /// True if a marker should follow the launch just recorded. `closing`: the window is about
-  /// to close, so every launch is marked (the drain must see all of it).
-  [[nodiscard]] bool want_marker(std::int64_t now, bool closing) const noexcept;
+  /// True if a marker should follow the launch just recorded.
+  [[nodiscard]] bool want_marker(std::int64_t now) const noexcept;
+
+  /// True if outstanding markers are worth querying before the next launch (queries cost a
+  /// driver call: while little work is queued they are made only every kPollEveryNs).
+  [[nodiscard]] bool want_poll(std::int64_t now) const noexcept;
+  void polled(std::int64_t now) noexcept { last_poll_ns_ = now; }
 
   /// The ring slot for a new marker, or -1 if the ring is full (wait for the oldest first).
   [[nodiscard]] int next_slot() const noexcept;
@@ -152,7 +157,13 @@ class StreamPace {
   std::uint32_t unmarked_ = 0;
   std::int64_t first_unmarked_ns_ = 0;
   std::int64_t last_mark_ns_ = INT64_MIN / 2;
+  std::int64_t last_poll_ns_ = INT64_MIN / 2;
   std::int64_t cost_ns_ = 0;
+  // Samples of GPU time per launch; their least is the cost. Time between markers can include
+  // other contexts' turns on the GPU (time-slicing), which only ever makes a sample larger.
+  std::int64_t samples_[kCostSamples] = {};
+  unsigned next_sample_ = 0;
+  void add_sample(std::int64_t sample) noexcept;
 };
 
 }  // namespace softmig::core

@@ -94,6 +94,8 @@ struct StreamEntry {
 /// Everything a thread keeps, in one page mapped on its first paced launch (no malloc).
 struct ThreadPace {
   unsigned epoch = 0;
+  CUcontext last_ctx = nullptr;  ///< the context of the thread's last launch...
+  int last_ordinal = -1;         ///< ...and its device (a context never changes device)
   StreamEntry entries[kStreams];
   std::int64_t last_window[core::kMaxDevices];    ///< window of launches not yet drained, or -1
   std::int64_t expected_idle[core::kMaxDevices];  ///< when those launches should be finished
@@ -151,6 +153,8 @@ ThreadPace* thread_pace() noexcept {
     // Contexts went away (or this is a forked child): markers and events are gone with them.
     for (StreamEntry& entry : tp->entries) entry = StreamEntry{};
     std::fill(std::begin(tp->last_window), std::end(tp->last_window), -1);
+    tp->last_ctx = nullptr;
+    tp->last_ordinal = -1;
     tp->epoch = e;
   }
   return tp;
@@ -241,7 +245,8 @@ StreamEntry* entry_for(ThreadPace& tp, CUcontext ctx, CUstream stream, int ordin
 }
 
 /// Notes every marker of `e` that has completed, with the GPU time between markers.
-void poll(StreamEntry& e) noexcept {
+void poll(StreamEntry& e, std::int64_t now) noexcept {
+  e.pace.polled(now);
   auto* query = real<Sym::cuEventQuery>();
   auto* elapsed = real<Sym::cuEventElapsedTime_v2>();
   if (elapsed == nullptr) elapsed = real<Sym::cuEventElapsedTime>();
@@ -308,7 +313,7 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
     bool busy = false;
     for (StreamEntry& e : tp.entries) {
       if (!e.used || e.ordinal != ordinal) continue;
-      poll(e);
+      poll(e, now);
       busy = busy || e.pace.outstanding_markers() != 0;
     }
     now = now_ns();
@@ -330,7 +335,19 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
   pthread_mutex_lock(&d.mu);
   d.pacer.drained(window, start, now, now);
   d.publish();
+  const std::int64_t est = d.pacer.drain_estimate();
+  const std::int64_t debt = d.pacer.debt();
+  const std::int64_t end = d.pacer.schedule().end(window);
   pthread_mutex_unlock(&d.mu);
+  if (platform::log_level() >= 4) {
+    std::int64_t cost = current != nullptr ? current->pace.cost_per_launch() : -1;
+    platform::log_debug("pace: window %lld drained in %lld us (stop %lld us before its end, idle %lld us "
+                        "after), drain estimate %lld us, debt %lld us, cost/launch %lld ns",
+                        static_cast<long long>(window), static_cast<long long>((now - start) / 1000),
+                        static_cast<long long>((end - start) / 1000), static_cast<long long>((now - end) / 1000),
+                        static_cast<long long>(est / 1000), static_cast<long long>(debt / 1000),
+                        static_cast<long long>(cost));
+  }
 }
 
 /// The thread's launches of an earlier window were never drained (it was busy elsewhere, e.g.
@@ -361,13 +378,17 @@ void wait_for_window(PaceDevice& d, std::int64_t until) noexcept {
 
 PaceTicket pace_before(CUstream stream) noexcept {
   PaceTicket t;
-  const int ordinal = current_ordinal();
-  PaceDevice* d = device(ordinal);
-  if (d == nullptr) return t;
   ThreadPace* tp = thread_pace();
   if (tp == nullptr) return t;
   CUcontext ctx = nullptr;
   if (auto* get = real<Sym::cuCtxGetCurrent>(); get == nullptr || get(&ctx) != CUDA_SUCCESS) return t;
+  if (ctx != tp->last_ctx || tp->last_ordinal < 0) {
+    tp->last_ctx = ctx;
+    tp->last_ordinal = current_ordinal();
+  }
+  const int ordinal = tp->last_ordinal;
+  PaceDevice* d = device(ordinal);
+  if (d == nullptr) return t;
   std::int64_t now = now_ns();
   StreamEntry* e = entry_for(*tp, ctx, stream, ordinal, now);
   maybe_stamp(*d, now);
@@ -399,15 +420,15 @@ PaceTicket pace_before(CUstream stream) noexcept {
     break;
   }
   // 2. Queued work under its bound.
-  poll(*e);
+  if (e->pace.want_poll(now)) poll(*e, now);
   for (const std::int64_t start = now; e->pace.must_wait();) {
     if (now - start > kGiveUpNs) {
       e->pace.forget_markers();
       break;
     }
     sleep_ns(kPollNs);
-    poll(*e);
     now = now_ns();
+    poll(*e, now);
   }
   t.entry = e;
   t.ordinal = ordinal;
@@ -423,7 +444,7 @@ void pace_after(const PaceTicket& t, CUstream stream, CUresult rc) noexcept {
     tp->expected_idle[t.ordinal] =
         std::max<std::int64_t>(tp->expected_idle[t.ordinal], t.now + e.pace.backlog_ns());
   }
-  if (e.pace.want_marker(t.now, /*closing=*/false)) mark(e, stream, t.now);
+  if (e.pace.want_marker(t.now)) mark(e, stream, t.now);
 }
 
 void pace_contexts_changed() noexcept {

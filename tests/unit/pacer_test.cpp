@@ -119,8 +119,7 @@ struct Job {
     queue.push_back(spec.kernel_ns);
     ++launched;
     stream.launched(t);
-    const bool closing = paced() && t >= pacer.go_until() - StreamPace::kMarkEveryNs;
-    if (paced() && stream.want_marker(t, closing)) mark(t);
+    if (paced() && stream.want_marker(t)) mark(t);
     host_free_at = t + spec.host_ns;
   }
 };
@@ -221,11 +220,11 @@ TEST(StreamPace, LearnsCostAndBoundsBacklog) {
   std::int64_t t = 0;
   // Launch 1 and its marker; launch 2 while the GPU is still on launch 1.
   s.launched(t);
-  ASSERT_TRUE(s.want_marker(t, false));  // first marker at once
+  ASSERT_TRUE(s.want_marker(t));  // first marker at once
   s.marked(t);
   t += 60 * kUs;
   s.launched(t);
-  EXPECT_TRUE(s.want_marker(t, false));  // the GPU lags: mark every launch
+  EXPECT_TRUE(s.want_marker(t));  // cost unknown: mark every launch
   s.marked(t);
   s.completed(-1);                 // launch 1 done, no elapsed time (no previous marker)
   EXPECT_EQ(s.cost_per_launch(), 0);
@@ -233,11 +232,29 @@ TEST(StreamPace, LearnsCostAndBoundsBacklog) {
   EXPECT_EQ(s.cost_per_launch(), 1600 * kUs);
   EXPECT_TRUE(s.idle());
   s.launched(t);
+  EXPECT_TRUE(s.want_marker(t));   // long launches: every one is marked
   s.marked(t);
   EXPECT_FALSE(s.must_wait());     // one queued launch is fine
   s.launched(t);
   s.marked(t);
-  EXPECT_TRUE(s.must_wait());      // two of 1.6 ms exceed the 1 ms bound
+  EXPECT_TRUE(s.must_wait());      // two of 1.6 ms exceed the 2 ms bound
+}
+
+TEST(StreamPace, AnotherContextsTurnDoesNotInflateTheCost) {
+  StreamPace s;
+  std::int64_t t = 0;
+  s.launched(t);
+  s.marked(t);
+  s.completed(-1);
+  for (int i = 0; i < 6; ++i) {  // 100 us launches; every other interval includes a 2 ms turn
+    s.launched(t);
+    s.marked(t);
+    s.launched(t);
+    s.marked(t);
+    s.completed(i % 2 == 0 ? 2100 * kUs : 100 * kUs);
+    s.completed(100 * kUs);
+  }
+  EXPECT_EQ(s.cost_per_launch(), 100 * kUs);
 }
 
 TEST(StreamPace, RingNeverOverflows) {
