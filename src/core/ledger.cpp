@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/ledger.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace softmig::core {
@@ -8,6 +9,17 @@ namespace {
 
 std::uint64_t sat_sub(std::uint64_t a, std::uint64_t b) noexcept { return a > b ? a - b : 0; }
 std::uint64_t sat_add(std::uint64_t a, std::uint64_t b) noexcept { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+
+/// Every change of a device's `used` goes through these two, so that `added` records each increase.
+void raise_used(LedgerDevice& d, std::uint64_t bytes) noexcept {
+  if (bytes == 0) return;
+  store_u64(d.added, d.added + bytes);  // wraps by design: only differences are compared
+  store_u64(d.used, sat_add(d.used, bytes));
+  if (d.used > d.peak) store_u64(d.peak, d.used);
+}
+void lower_used(LedgerDevice& d, std::uint64_t bytes) noexcept {
+  if (bytes != 0) store_u64(d.used, sat_sub(d.used, bytes));
+}
 
 bool all_zero(const void* p, std::size_t n) noexcept {
   const auto* b = static_cast<const unsigned char*>(p);
@@ -18,6 +30,15 @@ bool all_zero(const void* p, std::size_t n) noexcept {
 }
 
 }  // namespace
+
+bool only_grew(std::uint64_t used_then, std::uint64_t added_then, std::uint64_t used_now,
+               std::uint64_t added_now) noexcept {
+  // Increases since then, as recorded. More than 2^62 bytes means `added` was rewritten (or went
+  // backwards, which wraps to a huge difference).
+  const std::uint64_t grown = added_now - added_then;
+  if (grown > (std::uint64_t{1} << 62U)) return false;
+  return used_now >= sat_add(used_then, grown);
+}
 
 const char* describe(RegionCheck c) noexcept {
   switch (c) {
@@ -106,8 +127,7 @@ void Ledger::release_slot(unsigned slot) noexcept {
   if (slot >= kMaxSlots) return;
   LedgerSlot& s = r_.slots[slot];
   for (unsigned d = 0; d < kMaxDevices; ++d) {
-    const std::uint64_t held = sat_add(s.alloc[d], s.overhead[d]);
-    if (held != 0) store_u64(r_.devices[d].used, sat_sub(r_.devices[d].used, held));
+    lower_used(r_.devices[d], sat_add(s.alloc[d], s.overhead[d]));
     store_u64(s.alloc[d], 0);
     store_u64(s.overhead[d], 0);
   }
@@ -132,20 +152,19 @@ unsigned Ledger::device_index(std::string_view uuid) noexcept {
 }
 
 Reservation Ledger::reserve(unsigned slot, unsigned dev, std::uint64_t bytes,
-                            std::optional<std::uint64_t> limit, bool count_refusal) noexcept {
+                            std::optional<std::uint64_t> limit, bool count_refusal, bool reap) noexcept {
   Reservation out;
   if (slot >= kMaxSlots || dev >= kMaxDevices) return out;
   LedgerDevice& d = r_.devices[dev];
   auto fits = [&] { return !limit || (d.used <= *limit && bytes <= *limit - d.used); };
-  if (!fits() && (reap_dead() == 0 || !fits())) {
+  if (!fits() && (!reap || reap_dead() == 0 || !fits())) {
     if (count_refusal) store_u64(d.oom_refusals, d.oom_refusals + 1);
     out.used_after = d.used;
     return out;
   }
   LedgerSlot& s = r_.slots[slot];
   store_u64(s.alloc[dev], sat_add(s.alloc[dev], bytes));
-  store_u64(d.used, sat_add(d.used, bytes));
-  if (d.used > d.peak) store_u64(d.peak, d.used);
+  raise_used(d, bytes);
   out.granted = true;
   out.used_after = d.used;
   return out;
@@ -156,7 +175,11 @@ void Ledger::release(unsigned slot, unsigned dev, std::uint64_t bytes) noexcept 
   LedgerSlot& s = r_.slots[slot];
   const std::uint64_t take = bytes < s.alloc[dev] ? bytes : s.alloc[dev];
   store_u64(s.alloc[dev], s.alloc[dev] - take);
-  store_u64(r_.devices[dev].used, sat_sub(r_.devices[dev].used, take));
+  lower_used(r_.devices[dev], take);
+}
+
+void Ledger::count_refusal(unsigned dev) noexcept {
+  if (dev < kMaxDevices) store_u64(r_.devices[dev].oom_refusals, r_.devices[dev].oom_refusals + 1);
 }
 
 void Ledger::set_overhead(unsigned slot, unsigned dev, std::uint64_t bytes) noexcept {
@@ -165,8 +188,11 @@ void Ledger::set_overhead(unsigned slot, unsigned dev, std::uint64_t bytes) noex
   LedgerDevice& d = r_.devices[dev];
   const std::uint64_t old = s.overhead[dev];
   store_u64(s.overhead[dev], bytes);
-  store_u64(d.used, bytes >= old ? sat_add(d.used, bytes - old) : sat_sub(d.used, old - bytes));
-  if (d.used > d.peak) store_u64(d.peak, d.used);
+  if (bytes >= old) {
+    raise_used(d, bytes - old);
+  } else {
+    lower_used(d, old - bytes);
+  }
 }
 
 void Ledger::note_limit(unsigned dev, std::optional<std::uint64_t> limit) noexcept {
@@ -192,14 +218,69 @@ void Ledger::rebuild_totals() noexcept {
     if (load_u64(s.pid) == 0) continue;
     for (unsigned d = 0; d < kMaxDevices; ++d) sums[d] = sat_add(sums[d], sat_add(s.alloc[d], s.overhead[d]));
   }
-  for (unsigned d = 0; d < kMaxDevices; ++d) {
-    store_u64(r_.devices[d].used, sums[d]);
-    if (sums[d] > r_.devices[d].peak) store_u64(r_.devices[d].peak, sums[d]);
+  for (unsigned i = 0; i < kMaxDevices; ++i) {
+    LedgerDevice& d = r_.devices[i];
+    if (sums[i] >= d.used) {
+      raise_used(d, sums[i] - d.used);
+    } else {
+      lower_used(d, d.used - sums[i]);
+    }
   }
+}
+
+bool Ledger::holds(unsigned slot, std::uint64_t pid, std::uint64_t start_time) const noexcept {
+  return slot < kMaxSlots && load_u64(r_.slots[slot].pid) == pid && load_u64(r_.slots[slot].start_time) == start_time;
+}
+
+bool Ledger::restore(unsigned slot, unsigned dev, std::uint64_t alloc, std::uint64_t overhead) noexcept {
+  if (slot >= kMaxSlots || dev >= kMaxDevices) return false;
+  LedgerSlot& s = r_.slots[slot];
+  if (s.alloc[dev] == alloc && s.overhead[dev] == overhead) return false;
+  store_u64(s.alloc[dev], alloc);
+  store_u64(s.overhead[dev], overhead);
+  rebuild_totals();
+  return true;
+}
+
+Reconciliation Ledger::reconcile(unsigned dev, ObservedProcess* procs, unsigned n,
+                                 bool count_without_slot) const noexcept {
+  Reconciliation out;
+  if (dev >= kMaxDevices || (procs == nullptr && n != 0)) return out;
+  auto by_pid = [](const ObservedProcess& a, const ObservedProcess& b) { return a.pid < b.pid; };
+  std::sort(procs, procs + n, by_pid);
+  for (unsigned i = 0; i < n; ++i) procs[i].recorded = kNoRecord;
+  // One pass over the slots: their sum, and the slot of each observed process (the first slot
+  // with its pid; a copy of it elsewhere only counts in the sum).
+  std::uint64_t slots_sum = 0;
+  for (const LedgerSlot& s : r_.slots) {
+    const std::uint64_t pid = load_u64(s.pid);
+    if (pid == 0) continue;
+    const std::uint64_t bytes = sat_add(load_u64(s.alloc[dev]), load_u64(s.overhead[dev]));
+    slots_sum = sat_add(slots_sum, bytes);
+    ObservedProcess* const end = procs + n;
+    ObservedProcess* const p = std::lower_bound(procs, end, ObservedProcess{pid, 0}, by_pid);
+    if (p != end && p->pid == pid && p->recorded == kNoRecord) p->recorded = bytes;
+  }
+  for (unsigned i = 0; i < n; ++i) {
+    const ObservedProcess& p = procs[i];
+    if (p.recorded == kNoRecord) {
+      ++out.without_slot;
+      if (count_without_slot) out.unrecorded = sat_add(out.unrecorded, p.bytes);
+    } else if (p.bytes > p.recorded) {
+      out.unrecorded = sat_add(out.unrecorded, p.bytes - p.recorded);
+    }
+  }
+  const std::uint64_t used = load_u64(r_.devices[dev].used);
+  if (slots_sum > used) out.unrecorded = sat_add(out.unrecorded, slots_sum - used);
+  return out;
 }
 
 std::uint64_t Ledger::read_used(unsigned dev) const noexcept {
   return dev < kMaxDevices ? load_u64(r_.devices[dev].used) : 0;
+}
+
+std::uint64_t Ledger::read_added(unsigned dev) const noexcept {
+  return dev < kMaxDevices ? load_u64(r_.devices[dev].added) : 0;
 }
 
 std::uint64_t Ledger::read_slot_bytes(unsigned slot, unsigned dev) const noexcept {

@@ -14,6 +14,12 @@
 /// Limits are never stored here for enforcement: each caller passes the limit it read from the
 /// root-owned job file (or, outside SLURM, its environment), so editing the ledger cannot raise
 /// a limit. `devices[d].limit` is a copy for tools to display.
+///
+/// The file is writable by the job's user, so its usage figures can be lowered by hand. The rules
+/// here make that detectable and measurable, never trusted blindly: every increase of `used` is
+/// also added to `devices[d].added`, a counter that only grows, so a process that remembers both
+/// figures can tell whether anything but an increase happened since (only_grew), and
+/// reconcile() compares the slots with an independent per-process view (NVML) of the job.
 #pragma once
 
 #include <cstddef>
@@ -51,7 +57,8 @@ struct LedgerDevice {
   std::uint64_t used;           ///< bytes held by the job's live processes (alloc + overhead)
   std::uint64_t peak;           ///< highest `used` seen
   std::uint64_t oom_refusals;   ///< reservations refused because they would pass the limit
-  std::uint64_t reserved[3];
+  std::uint64_t added;          ///< total of every increase of `used` ever made (wraps modulo 2^64)
+  std::uint64_t reserved[2];
 };
 
 struct LedgerSlot {
@@ -106,6 +113,30 @@ struct Reservation {
   std::uint64_t used_after = 0;   ///< job usage on the device after the call
 };
 
+/// One process as an independent observer (NVML) sees it on a device.
+inline constexpr std::uint64_t kNoRecord = ~0ULL;
+struct ObservedProcess {
+  std::uint64_t pid;
+  std::uint64_t bytes;
+  std::uint64_t recorded = kNoRecord;  ///< set by reconcile(): its slot's bytes, kNoRecord if none
+};
+
+/// What the ledger does not record of a device's real usage, by an independent observation.
+struct Reconciliation {
+  /// Sum over the observed processes of what each uses beyond its slot (its whole usage if it
+  /// has no slot), plus whatever the slots hold beyond the device's `used`. Adding it to `used`
+  /// bounds the job's usage from below however the file was edited, as far as the observation
+  /// reaches.
+  std::uint64_t unrecorded = 0;
+  unsigned without_slot = 0;  ///< observed processes that have no slot in this ledger (counted or not)
+};
+
+/// True if a device's totals (`used_now`, `added_now`) can have been reached from (`used_then`,
+/// `added_then`) by increases alone: nothing was released, reaped or rewritten in between. Any
+/// other change (a process freeing memory, or a hand edit) answers false.
+bool only_grew(std::uint64_t used_then, std::uint64_t added_then, std::uint64_t used_now,
+               std::uint64_t added_now) noexcept;
+
 /// The ledger's rules. Every member except the `read_*` ones REQUIRES the region lock.
 class Ledger {
  public:
@@ -125,11 +156,16 @@ class Ledger {
   unsigned device_index(std::string_view uuid) noexcept;
 
   /// Reserves `bytes` on device `dev` for `slot` if the job's usage stays within `limit`
-  /// (nullopt = no limit: always granted, still counted). On refusal, reaps dead processes and
-  /// tries once more; a final refusal is counted in oom_refusals when `count_refusal` (a caller
-  /// that will retry after re-measuring passes false for its first attempt).
+  /// (nullopt = no limit: always granted, still counted). On refusal, if `reap`, reaps dead
+  /// processes and tries once more; a final refusal is counted in oom_refusals when
+  /// `count_refusal` (a caller that will retry after re-measuring passes false for its first
+  /// attempt).
   Reservation reserve(unsigned slot, unsigned dev, std::uint64_t bytes,
-                      std::optional<std::uint64_t> limit, bool count_refusal = true) noexcept;
+                      std::optional<std::uint64_t> limit, bool count_refusal = true,
+                      bool reap = true) noexcept;
+
+  /// Counts a refusal decided outside reserve() (an allocation undone after the fact).
+  void count_refusal(unsigned dev) noexcept;
 
   /// Returns bytes reserved by `slot` (a failed driver call, or a free). Saturates at zero.
   void release(unsigned slot, unsigned dev, std::uint64_t bytes) noexcept;
@@ -146,8 +182,24 @@ class Ledger {
   /// Recomputes every device's `used` from the slots; run after a lock holder died mid-update.
   void rebuild_totals() noexcept;
 
+  /// True if `slot` is still claimed by (pid, start_time).
+  [[nodiscard]] bool holds(unsigned slot, std::uint64_t pid, std::uint64_t start_time) const noexcept;
+
+  /// Sets `slot`'s bytes on `dev` to what its owner knows it holds (a process repairing its own
+  /// slot after the file was edited); the totals are then recomputed from the slots. Returns
+  /// true if the slot had to be changed.
+  bool restore(unsigned slot, unsigned dev, std::uint64_t alloc, std::uint64_t overhead) noexcept;
+
+  /// Compares device `dev` with an independent observation of the processes on it (`procs`, `n`
+  /// entries, sorted by pid here and their `recorded` set). With `count_without_slot`, every
+  /// observed process is the job's (the caller left the others out) and one without a slot
+  /// counts in full; without it, membership is the ledger's and such processes are ignored.
+  /// O(n log n + kMaxSlots log n), no allocation.
+  Reconciliation reconcile(unsigned dev, ObservedProcess* procs, unsigned n, bool count_without_slot) const noexcept;
+
   // --- lock-free reads (tools and reporting); values may be momentarily stale -------------
   [[nodiscard]] std::uint64_t read_used(unsigned dev) const noexcept;
+  [[nodiscard]] std::uint64_t read_added(unsigned dev) const noexcept;
   [[nodiscard]] std::uint64_t read_slot_bytes(unsigned slot, unsigned dev) const noexcept;
   [[nodiscard]] bool read_is_member(std::uint64_t pid) const noexcept;
 

@@ -9,6 +9,7 @@
 
 #include "core/array_size.hpp"
 #include "hooks/handlers.hpp"
+#include "hooks/pace.hpp"
 #include "hooks/runtime.hpp"
 #include "platform/log.hpp"
 
@@ -23,10 +24,14 @@ struct AllocResult {
   std::uint64_t key;  ///< address or handle that identifies the allocation for its free
 };
 
+/// Frees linear device memory (cuMemAlloc*, managed, pitched; the default `undo` of charged()).
+CUresult free_pointer(std::uint64_t key) noexcept { return forward<Sym::cuMemFree_v2>(static_cast<CUdeviceptr>(key)); }
+
 /// Reserve-then-allocate on `ordinal`. `alloc()` performs the driver call and returns its
-/// result and key.
-template <typename Alloc>
-CUresult charged(int ordinal, std::uint64_t bytes, PointerMap& map, Alloc&& alloc) noexcept {
+/// result and key; `undo(key)` frees what it allocated, if confirm() finds afterwards that the
+/// job's slice no longer holds it (the ledger was edited while the allocation was in flight).
+template <typename Alloc, typename Undo = CUresult (*)(std::uint64_t) noexcept>
+CUresult charged(int ordinal, std::uint64_t bytes, PointerMap& map, Alloc&& alloc, Undo&& undo = free_pointer) noexcept {
   if (!limits_active() || ordinal < 0) return alloc().rc;  // no limit, or no device: the driver decides
   GpuState* g = gpu(ordinal);
   if (g == nullptr) {
@@ -36,13 +41,20 @@ CUresult charged(int ordinal, std::uint64_t bytes, PointerMap& map, Alloc&& allo
                         static_cast<unsigned long long>(bytes));
     return CUDA_ERROR_OUT_OF_MEMORY;
   }
-  if (!reserve(*g, bytes)) return CUDA_ERROR_OUT_OF_MEMORY;
+  Ticket ticket;
+  if (!reserve(*g, bytes, &ticket)) return CUDA_ERROR_OUT_OF_MEMORY;
   const AllocResult r = alloc();
   if (r.rc != CUDA_SUCCESS) {
     release(*g, bytes);
     return r.rc;
   }
   committed_add(*g, bytes);
+  if (!confirm(*g, ticket)) {
+    committed_sub(*g, bytes);  // before the free, as in uncharged()
+    undo(r.key);
+    release(*g, bytes);
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  }
   // If the map cannot grow (no memory), the allocation stays charged until the process exits:
   // an over-count, never an under-count.
   map.insert(r.key, Charge{bytes, ordinal});
@@ -126,12 +138,16 @@ CUresult pitch_alloc(Ptr* dptr, Size* pPitch, std::uint64_t width, std::uint64_t
   if (actual == estimate) return rc;
   Charge c{};
   pointer_charges().take(static_cast<std::uint64_t>(*dptr), c);
-  if (actual > estimate && !reserve(*g, actual - estimate)) {
-    // The real pitch does not fit the slice: undo the allocation entirely.
-    committed_sub(*g, estimate);  // before the free, as in uncharged()
-    forward<Sym::cuMemFree_v2>(static_cast<CUdeviceptr>(*dptr));
-    release(*g, estimate);
-    return CUDA_ERROR_OUT_OF_MEMORY;
+  if (actual > estimate) {
+    Ticket t;
+    const bool reserved = reserve(*g, actual - estimate, &t);
+    if (!reserved || !confirm(*g, t)) {
+      // The real pitch does not fit the slice: undo the allocation entirely.
+      committed_sub(*g, estimate);  // before the free, as in uncharged()
+      free_pointer(static_cast<std::uint64_t>(*dptr));
+      release(*g, reserved ? actual : estimate);
+      return CUDA_ERROR_OUT_OF_MEMORY;
+    }
   }
   if (actual < estimate) release(*g, estimate - actual);
   // One step from the estimate to the real size: never below what the driver holds.
@@ -160,18 +176,28 @@ core::ArrayShape shape_of(const CUDA_ARRAY3D_DESCRIPTOR* d) noexcept {
 template <Sym S, typename Desc>
 CUresult array_create(CUarray* pHandle, const Desc* desc) noexcept {
   if (desc == nullptr || pHandle == nullptr) return forward<S>(pHandle, desc);
-  return charged(current_ordinal(), core::array_bytes(shape_of(desc)), handle_charges(), [&] {
-    const CUresult rc = forward<S>(pHandle, desc);
-    return AllocResult{rc, reinterpret_cast<std::uint64_t>(*pHandle)};
-  });
+  return charged(
+      current_ordinal(), core::array_bytes(shape_of(desc)), handle_charges(),
+      [&] {
+        const CUresult rc = forward<S>(pHandle, desc);
+        return AllocResult{rc, reinterpret_cast<std::uint64_t>(*pHandle)};
+      },
+      [pHandle](std::uint64_t) noexcept { return forward<Sym::cuArrayDestroy>(*pHandle); });
 }
 
-template <Sym S, typename... A>
+/// Stream-ordered allocation through `S`; undone (if confirm() says so) by `Free` on its stream,
+/// the last argument.
+template <Sym S, Sym Free, typename... A>
 CUresult async_alloc(CUdeviceptr* dptr, size_t bytesize, A... rest) noexcept {
-  return charged(current_ordinal(), bytesize, pointer_charges(), [&] {
-    const CUresult rc = forward<S>(dptr, bytesize, rest...);
-    return AllocResult{rc, dptr != nullptr ? *dptr : 0};
-  });
+  CUstream stream = nullptr;
+  ((stream = reinterpret_cast<CUstream>(rest)), ...);  // the last argument is the stream
+  return charged(
+      current_ordinal(), bytesize, pointer_charges(),
+      [&] {
+        const CUresult rc = forward<S>(dptr, bytesize, rest...);
+        return AllocResult{rc, dptr != nullptr ? *dptr : 0};
+      },
+      [stream](std::uint64_t key) noexcept { return forward<Free>(static_cast<CUdeviceptr>(key), stream); });
 }
 
 template <Sym S, typename... A>
@@ -191,6 +217,13 @@ CUresult then_remeasure_all(A... a) noexcept {
   const CUresult rc = forward<S>(a...);
   if (rc == CUDA_SUCCESS) remeasure_all();
   return rc;
+}
+
+/// A context was destroyed or reset: the compute pacer's markers in it are gone too.
+template <Sym S, typename... A>
+CUresult context_gone(A... a) noexcept {
+  pace_contexts_changed();
+  return then_remeasure_all<S>(a...);
 }
 
 template <Sym S, typename... A>
@@ -272,18 +305,18 @@ CUresult Handler<Sym::cuMemFree_v2>::call(CUdeviceptr dptr) noexcept {
 // keeps after frees (its release threshold) is driver-owned memory, measured as overhead.
 
 CUresult Handler<Sym::cuMemAllocAsync>::call(CUdeviceptr* dptr, size_t bytesize, CUstream hStream) noexcept {
-  return async_alloc<Sym::cuMemAllocAsync>(dptr, bytesize, hStream);
+  return async_alloc<Sym::cuMemAllocAsync, Sym::cuMemFreeAsync>(dptr, bytesize, hStream);
 }
 CUresult Handler<Sym::cuMemAllocAsync_ptsz>::call(CUdeviceptr* dptr, size_t bytesize, CUstream hStream) noexcept {
-  return async_alloc<Sym::cuMemAllocAsync_ptsz>(dptr, bytesize, hStream);
+  return async_alloc<Sym::cuMemAllocAsync_ptsz, Sym::cuMemFreeAsync_ptsz>(dptr, bytesize, hStream);
 }
 CUresult Handler<Sym::cuMemAllocFromPoolAsync>::call(CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool,
                                                      CUstream hStream) noexcept {
-  return async_alloc<Sym::cuMemAllocFromPoolAsync>(dptr, bytesize, pool, hStream);
+  return async_alloc<Sym::cuMemAllocFromPoolAsync, Sym::cuMemFreeAsync>(dptr, bytesize, pool, hStream);
 }
 CUresult Handler<Sym::cuMemAllocFromPoolAsync_ptsz>::call(CUdeviceptr* dptr, size_t bytesize,
                                                           CUmemoryPool pool, CUstream hStream) noexcept {
-  return async_alloc<Sym::cuMemAllocFromPoolAsync_ptsz>(dptr, bytesize, pool, hStream);
+  return async_alloc<Sym::cuMemAllocFromPoolAsync_ptsz, Sym::cuMemFreeAsync_ptsz>(dptr, bytesize, pool, hStream);
 }
 CUresult Handler<Sym::cuMemFreeAsync>::call(CUdeviceptr dptr, CUstream hStream) noexcept {
   return uncharged(dptr, pointer_charges(), [&] { return forward<Sym::cuMemFreeAsync>(dptr, hStream); });
@@ -304,10 +337,13 @@ CUresult Handler<Sym::cuMemCreate>::call(CUmemGenericAllocationHandle* handle, s
   if (prop == nullptr || prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE) {
     return forward<Sym::cuMemCreate>(handle, size, prop, flags);  // host memory is not a slice's
   }
-  return charged(prop->location.id, size, handle_charges(), [&] {
-    const CUresult rc = forward<Sym::cuMemCreate>(handle, size, prop, flags);
-    return AllocResult{rc, handle != nullptr ? *handle : 0};
-  });
+  return charged(
+      prop->location.id, size, handle_charges(),
+      [&] {
+        const CUresult rc = forward<Sym::cuMemCreate>(handle, size, prop, flags);
+        return AllocResult{rc, handle != nullptr ? *handle : 0};
+      },
+      [](std::uint64_t key) noexcept { return forward<Sym::cuMemRelease>(key); });
 }
 CUresult Handler<Sym::cuMemRelease>::call(CUmemGenericAllocationHandle handle) noexcept {
   return uncharged(handle, handle_charges(), [&] { return forward<Sym::cuMemRelease>(handle); });
@@ -334,10 +370,13 @@ CUresult Handler<Sym::cuArrayDestroy>::call(CUarray hArray) noexcept {
 CUresult Handler<Sym::cuMipmappedArrayCreate>::call(CUmipmappedArray* pHandle, const CUDA_ARRAY3D_DESCRIPTOR* d,
                                                     unsigned int levels) noexcept {
   if (d == nullptr || pHandle == nullptr) return forward<Sym::cuMipmappedArrayCreate>(pHandle, d, levels);
-  return charged(current_ordinal(), core::mipmapped_array_bytes(shape_of(d), levels), handle_charges(), [&] {
-    const CUresult rc = forward<Sym::cuMipmappedArrayCreate>(pHandle, d, levels);
-    return AllocResult{rc, reinterpret_cast<std::uint64_t>(*pHandle)};
-  });
+  return charged(
+      current_ordinal(), core::mipmapped_array_bytes(shape_of(d), levels), handle_charges(),
+      [&] {
+        const CUresult rc = forward<Sym::cuMipmappedArrayCreate>(pHandle, d, levels);
+        return AllocResult{rc, reinterpret_cast<std::uint64_t>(*pHandle)};
+      },
+      [pHandle](std::uint64_t) noexcept { return forward<Sym::cuMipmappedArrayDestroy>(*pHandle); });
 }
 CUresult Handler<Sym::cuMipmappedArrayDestroy>::call(CUmipmappedArray h) noexcept {
   return uncharged(reinterpret_cast<std::uint64_t>(h), handle_charges(),
@@ -364,20 +403,20 @@ CUresult Handler<Sym::cuCtxCreate_v4>::call(CUcontext* pctx, CUctxCreateParams* 
   return context_call<Sym::cuCtxCreate_v4>(dev, pctx, params, flags, dev);
 }
 CUresult Handler<Sym::cuDevicePrimaryCtxRelease>::call(CUdevice dev) noexcept {
-  return then_remeasure_all<Sym::cuDevicePrimaryCtxRelease>(dev);
+  return context_gone<Sym::cuDevicePrimaryCtxRelease>(dev);
 }
 CUresult Handler<Sym::cuDevicePrimaryCtxRelease_v2>::call(CUdevice dev) noexcept {
-  return then_remeasure_all<Sym::cuDevicePrimaryCtxRelease_v2>(dev);
+  return context_gone<Sym::cuDevicePrimaryCtxRelease_v2>(dev);
 }
 CUresult Handler<Sym::cuDevicePrimaryCtxReset>::call(CUdevice dev) noexcept {
-  return then_remeasure_all<Sym::cuDevicePrimaryCtxReset>(dev);
+  return context_gone<Sym::cuDevicePrimaryCtxReset>(dev);
 }
 CUresult Handler<Sym::cuDevicePrimaryCtxReset_v2>::call(CUdevice dev) noexcept {
-  return then_remeasure_all<Sym::cuDevicePrimaryCtxReset_v2>(dev);
+  return context_gone<Sym::cuDevicePrimaryCtxReset_v2>(dev);
 }
-CUresult Handler<Sym::cuCtxDestroy>::call(CUcontext ctx) noexcept { return then_remeasure_all<Sym::cuCtxDestroy>(ctx); }
+CUresult Handler<Sym::cuCtxDestroy>::call(CUcontext ctx) noexcept { return context_gone<Sym::cuCtxDestroy>(ctx); }
 CUresult Handler<Sym::cuCtxDestroy_v2>::call(CUcontext ctx) noexcept {
-  return then_remeasure_all<Sym::cuCtxDestroy_v2>(ctx);
+  return context_gone<Sym::cuCtxDestroy_v2>(ctx);
 }
 CUresult Handler<Sym::cuModuleLoad>::call(CUmodule* module, const char* fname) noexcept {
   return then_remeasure_current<Sym::cuModuleLoad>(module, fname);

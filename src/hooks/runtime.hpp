@@ -28,6 +28,25 @@ struct GpuState {
   std::atomic<std::uint64_t> pending_release{0};  ///< frees not yet recorded (lock timed out)
   std::atomic<std::int64_t> last_measure_ns{0};
   std::atomic<unsigned> contexts{0};            ///< contexts created here (estimate fallback)
+
+  // Reconciliation of the ledger with the driver's view (docs/design.md, "The ledger can be
+  // edited"). Plain fields are only touched while holding the job's ledger lock.
+  std::uint64_t charged = 0;         ///< what this process's slot must hold as `alloc` here
+  std::uint64_t overhead_set = 0;    ///< what it must hold as `overhead` here
+  bool seen = false;                 ///< seen_used / seen_added are valid
+  std::atomic<std::uint64_t> seen_used{0};   ///< the device's `used` when this process last released the lock
+  std::atomic<std::uint64_t> seen_added{0};  ///< its `added` then
+  std::atomic<std::uint64_t> suspicions{0};  ///< changes of the ledger this process could not explain
+  std::uint64_t settled = 0;         ///< `suspicions` already covered by an observation
+  bool observed = false;             ///< the job's usage here was observed through NVML at least once
+  bool foreign = false;              ///< the last observation found job processes with no slot here
+  std::uint64_t unrecorded = 0;      ///< job usage the last observation found beyond the ledger
+};
+
+/// Carries what a reservation was decided on to confirm(), which runs after the driver call.
+struct Ticket {
+  bool verify = false;               ///< decided on an observation: check again after the call
+  std::uint64_t suspicions = 0;      ///< GpuState::suspicions when it was decided
 };
 
 /// True if any memory or compute limit applies to this process (settings are read once).
@@ -42,8 +61,16 @@ int current_ordinal() noexcept;
 
 /// Reserves `bytes` on `g` for this process before a driver allocation. Returns false if the
 /// job's slice cannot hold them (the caller returns CUDA_ERROR_OUT_OF_MEMORY), or if the
-/// ledger cannot be used while a limit applies (fail closed).
-bool reserve(GpuState& g, std::uint64_t bytes) noexcept;
+/// ledger cannot be used while a limit applies (fail closed). The job's usage is the ledger's,
+/// raised by what NVML shows beyond it whenever the ledger changed in a way this process cannot
+/// explain (docs/design.md). `ticket`, if given, is what confirm() needs after the driver call.
+bool reserve(GpuState& g, std::uint64_t bytes, Ticket* ticket = nullptr) noexcept;
+
+/// After a reserved allocation succeeded in the driver: false if the job's slice, observed
+/// through NVML, no longer holds it because the ledger was edited while it was in flight. The
+/// caller then frees it, release()s the bytes and returns CUDA_ERROR_OUT_OF_MEMORY. Costs a few
+/// loads unless the reservation was decided on an observation or the ledger changed since.
+bool confirm(GpuState& g, const Ticket& ticket) noexcept;
 
 /// Returns a reservation (failed driver call) or the charge of a freed allocation.
 void release(GpuState& g, std::uint64_t bytes) noexcept;

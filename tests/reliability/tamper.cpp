@@ -10,6 +10,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -124,11 +125,17 @@ struct Outcome {
   std::string out;
 };
 
-/// Runs `reliability_victim tamper-child <args>` as `uid`, inside the job's cgroup unless
-/// `in_job` is false, with the job's base environment changed by `env` ("VAR=value" sets,
-/// "-VAR" removes).
-Outcome run_child(const std::vector<std::string>& args, const std::vector<std::string>& env, uid_t uid = kJobUser,
-                  bool in_job = true, const std::string& program = g_self) {
+/// A process of the job: `reliability_victim tamper-child <args>` as `uid`, inside the job's
+/// cgroup unless `in_job` is false, with the job's base environment changed by `env`
+/// ("VAR=value" sets, "-VAR" removes). Its stdout is `from`; its stdin is `to` (or /dev/null).
+struct Spawned {
+  pid_t pid = -1;
+  int to = -1;
+  int from = -1;
+};
+
+Spawned spawn(const std::vector<std::string>& args, const std::vector<std::string>& env, uid_t uid, bool in_job,
+              const std::string& program, bool with_stdin) {
   std::vector<std::string> e = {"LD_PRELOAD=" SOFTMIG_TEST_LIBRARY,
                                 "LD_LIBRARY_PATH=" SOFTMIG_TEST_FAKE_DIR,
                                 "SOFTMIG_FAKE_STATE=" + g_job.dir + "/fake.state",
@@ -148,11 +155,17 @@ Outcome run_child(const std::vector<std::string>& args, const std::vector<std::s
   for (std::string& x : argv_s) argv.push_back(x.data());
   argv.push_back(nullptr);
   int out[2];
-  MT_CHECK(::pipe(out) == 0, "pipe");
+  int in[2] = {-1, -1};
+  // Close-on-exec: another process of the job spawned later must not keep this one's stdin open.
+  MT_CHECK(::pipe2(out, O_CLOEXEC) == 0 && (!with_stdin || ::pipe2(in, O_CLOEXEC) == 0), "pipe");
   const pid_t pid = fork_child(role() + " child");
   if (pid == 0) {
     ::close(out[0]);
     ::dup2(out[1], 1);
+    if (with_stdin) {
+      ::close(in[1]);
+      ::dup2(in[0], 0);
+    }
     if (in_job) {
       const std::string procs = g_job.cgroup + "/cgroup.procs";
       const std::string me = std::to_string(getpid());
@@ -165,15 +178,29 @@ Outcome run_child(const std::vector<std::string>& args, const std::vector<std::s
     std::_Exit(92);
   }
   ::close(out[1]);
+  Spawned sp;
+  sp.pid = pid;
+  sp.from = out[0];
+  if (with_stdin) {
+    ::close(in[0]);
+    sp.to = in[1];
+  }
+  return sp;
+}
+
+/// Reads the rest of a spawned process's output, waits for it and parses "obtained=".
+Outcome finish(Spawned& sp) {
+  if (sp.to >= 0) ::close(sp.to);
+  sp.to = -1;
   Outcome o;
   char buf[4096];
   for (;;) {
-    const ssize_t n = ::read(out[0], buf, sizeof buf);
+    const ssize_t n = ::read(sp.from, buf, sizeof buf);
     if (n <= 0) break;
     o.out.append(buf, static_cast<std::size_t>(n));
   }
-  ::close(out[0]);
-  const int status = reap(pid, 60000);
+  ::close(sp.from);
+  const int status = reap(sp.pid, 60000);
   o.exited = WIFEXITED(status);
   o.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   unsigned long long got = 0;
@@ -185,6 +212,72 @@ Outcome run_child(const std::vector<std::string>& args, const std::vector<std::s
   MT_CHECK(o.exited && o.status == 0, "the job's process failed (status %d): %s", o.status, o.out.c_str());
   return o;
 }
+
+/// Runs a process of the job to its end (see spawn()).
+Outcome run_child(const std::vector<std::string>& args, const std::vector<std::string>& env, uid_t uid = kJobUser,
+                  bool in_job = true, const std::string& program = g_self) {
+  Spawned sp = spawn(args, env, uid, in_job, program, /*with_stdin=*/false);
+  return finish(sp);
+}
+
+/// A process of the job that stays alive and allocates when told to (`tamper-child interactive`).
+class Holder {
+ public:
+  explicit Holder(const std::vector<std::string>& env = {})
+      : sp_(spawn({"interactive"}, env, kJobUser, true, g_self, /*with_stdin=*/true)) {
+    (void)answer("ready");
+  }
+  ~Holder() {
+    if (sp_.pid > 0) (void)finish(sp_);
+  }
+  Holder(const Holder&) = delete;
+  Holder& operator=(const Holder&) = delete;
+  [[nodiscard]] pid_t pid() const { return sp_.pid; }
+  /// Allocates up to `blocks` blocks of kStep (0: until refused); returns the bytes obtained.
+  std::uint64_t fill(int blocks = 0) {
+    say("fill " + std::to_string(blocks));
+    return std::strtoull(answer("got=").c_str(), nullptr, 10);
+  }
+  /// Frees everything this process allocated.
+  void free_all() {
+    say("free");
+    (void)answer("freed");
+  }
+  Outcome stop() {
+    Outcome o = finish(sp_);
+    sp_.pid = -1;
+    return o;
+  }
+
+ private:
+  void say(const std::string& line) {
+    const std::string l = line + "\n";
+    MT_CHECK(::write(sp_.to, l.data(), l.size()) == static_cast<ssize_t>(l.size()), "write to the job's process");
+  }
+  /// Waits (at most 60 s) for a line starting with `prefix`; returns the rest of it.
+  std::string answer(const std::string& prefix) {
+    for (int waited = 0;;) {
+      for (std::size_t nl = buf_.find('\n'); nl != std::string::npos; nl = buf_.find('\n')) {
+        const std::string line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        if (line.compare(0, prefix.size(), prefix) == 0) return line.substr(prefix.size());
+      }
+      pollfd p{sp_.from, POLLIN, 0};
+      MT_CHECK(::poll(&p, 1, 1000) >= 0, "poll");
+      if ((p.revents & (POLLIN | POLLHUP)) != 0) {
+        char buf[512];
+        const ssize_t n = ::read(sp_.from, buf, sizeof buf);
+        MT_CHECK(n > 0, "the job's process %d ended before answering '%s': %s", static_cast<int>(sp_.pid),
+                 prefix.c_str(), buf_.c_str());
+        buf_.append(buf, static_cast<std::size_t>(n));
+      } else {
+        MT_CHECK(++waited < 60, "no answer '%s' from the job's process %d", prefix.c_str(), static_cast<int>(sp_.pid));
+      }
+    }
+  }
+  Spawned sp_;
+  std::string buf_;
+};
 
 struct Tally {
   const char* name;
@@ -335,6 +428,152 @@ int attempt_ledger() {
     o = run_child({"fill"}, {});
     t.attempt(r.fails_closed ? o.obtained == 0 : o.obtained == kFull, r.what, o);
     ::unlink(path.c_str());
+  }
+  return t.finish();
+}
+
+/// Maps the job's ledger (as root) and lets `slot` change the slot of process `pid`, and
+/// `device` every device entry: what a user who edits the file by hand (it is theirs) can do.
+void edit_ledger_of(pid_t pid, const std::function<void(core::LedgerSlot&)>& slot,
+                    const std::function<void(core::LedgerDevice&)>& device) {
+  edit_ledger([&](core::LedgerRegion& r) {
+    bool found = false;
+    for (core::LedgerSlot& s : r.slots) {
+      if (s.pid == static_cast<std::uint64_t>(pid)) {
+        slot(s);
+        found = true;
+      }
+    }
+    MT_CHECK(found, "process %d has no slot in the job's ledger", static_cast<int>(pid));
+    for (core::LedgerDevice& d : r.devices) device(d);
+  });
+}
+
+void zero_bytes(core::LedgerSlot& s) {
+  std::memset(s.alloc, 0, sizeof s.alloc);
+  std::memset(s.overhead, 0, sizeof s.overhead);
+}
+void zero_total(core::LedgerDevice& d) { d.used = 0; }
+void keep_total(core::LedgerDevice& /*d*/) {}
+
+/// Lowering the job's recorded usage in the ledger (the file is the user's) must not let the
+/// job's processes together hold more than the slice: a reservation that cannot trust the ledger
+/// counts what NVML shows of the job's processes (its cgroup) beyond it. Each attempt leaves one
+/// process holding memory, edits the file, and allocates from another (or the same) process.
+int attempt_ledger_edits() {
+  Tally t{"ledger-edits"};
+  baseline();
+  ::unlink(g_job.ledger().c_str());
+  {
+    // Control: processes sharing the slice without edits get exactly what is free, including
+    // after another process frees memory (which makes the others check with NVML).
+    Holder a;
+    Holder b;
+    MT_CHECK(a.fill(3) == 3 * kStep, "control: the first process got less than 3 blocks");
+    const std::uint64_t b_first = b.fill();
+    const std::uint64_t free_then = (kSlice - 2 * kContext - 3 * kStep) / kStep * kStep;
+    MT_CHECK(b_first == free_then, "control: the second process got %s, expected %s", mib(b_first).c_str(),
+             mib(free_then).c_str());
+    a.free_all();
+    const std::uint64_t b_more = b.fill();
+    const std::uint64_t free_now = (kSlice - 2 * kContext - b_first) / kStep * kStep;
+    MT_CHECK(b_more == free_now, "control: after the first process freed, the second got %s, expected %s",
+             mib(b_more).c_str(), mib(free_now).c_str());
+    MT_CHECK(a.fill() == 0, "control: the slice is full, yet the first process got more");
+    note("control: two processes shared the slice exactly (%s, then %s more after a free)", mib(b_first).c_str(),
+         mib(b_more).c_str());
+  }
+  ::unlink(g_job.ledger().c_str());
+  {
+    // (a1) Another live process's slot and the device total zeroed; a new process fills.
+    Holder a;
+    MT_CHECK(a.fill() == kFull, "a process of the job did not get the slice");
+    edit_ledger_of(a.pid(), zero_bytes, zero_total);
+    const Outcome o = run_child({"fill"}, {});
+    t.attempt(o.obtained == 0, "a live process's slot and the total zeroed; a new process fills", o);
+  }
+  ::unlink(g_job.ledger().c_str());
+  {
+    // (a2) The same, allocating from a process that was running (and trusted the ledger) before.
+    Holder b;
+    MT_CHECK(b.fill(1) == kStep, "one block");
+    Holder a;
+    const std::uint64_t a_got = a.fill();
+    MT_CHECK(a_got == (kSlice - 2 * kContext - kStep) / kStep * kStep, "the second process got %s",
+             mib(a_got).c_str());
+    edit_ledger_of(a.pid(), zero_bytes, zero_total);
+    Outcome o;
+    o.obtained = b.fill();
+    t.attempt(o.obtained == 0, "another process's slot and the total zeroed; a running process fills", o);
+  }
+  ::unlink(g_job.ledger().c_str());
+  {
+    // (a3) The slot emptied altogether: the process is no longer a member of the ledger.
+    Holder a;
+    MT_CHECK(a.fill() == kFull, "a process of the job did not get the slice");
+    edit_ledger_of(
+        a.pid(),
+        [](core::LedgerSlot& s) {
+          zero_bytes(s);
+          s.pid = 0;
+        },
+        zero_total);
+    Outcome o = run_child({"fill"}, {});
+    t.attempt(o.obtained == 0, "a live process's slot emptied and the total zeroed; a new process fills", o);
+    o = Outcome{};
+    o.obtained = a.fill();
+    t.attempt(o.obtained == 0, "the process whose slot was emptied fills again", o);
+  }
+  ::unlink(g_job.ledger().c_str());
+  {
+    // (a4) The start time rewritten: the slot looks like a dead process's and is reaped.
+    Holder a;
+    MT_CHECK(a.fill() == kFull, "a process of the job did not get the slice");
+    edit_ledger_of(a.pid(), [](core::LedgerSlot& s) { s.start_time += 1; }, keep_total);
+    Outcome o = run_child({"fill"}, {});
+    t.attempt(o.obtained == 0, "a live process's start time rewritten (reaped as dead); a new process fills", o);
+    o = Outcome{};
+    o.obtained = a.fill();
+    t.attempt(o.obtained == 0, "the process that was reaped fills again", o);
+  }
+  return t.finish();
+}
+
+/// The ledger deleted while processes of the job run (its directory is the user's): processes
+/// that start afterwards create a fresh, empty one.
+int attempt_ledger_replaced() {
+  Tally t{"ledger-replaced"};
+  baseline();
+  ::unlink(g_job.ledger().c_str());
+  {
+    // (b1) A process holds the slice; the ledger is deleted; a new process fills.
+    Holder a;
+    MT_CHECK(a.fill() == kFull, "a process of the job did not get the slice");
+    MT_CHECK(::unlink(g_job.ledger().c_str()) == 0, "unlink the ledger");
+    const Outcome o = run_child({"fill"}, {});
+    t.attempt(o.obtained == 0, "the ledger deleted under a process that holds the slice; a new process fills", o);
+  }
+  ::unlink(g_job.ledger().c_str());
+  {
+    // (b2) Both sides keep allocating: the process that started after the deletion (bounded by
+    // NVML), then, later, the one that still maps the deleted file.
+    Holder a;
+    const std::uint64_t a_got = a.fill(5);
+    MT_CHECK(a_got == 5 * kStep, "five blocks");
+    MT_CHECK(::unlink(g_job.ledger().c_str()) == 0, "unlink the ledger");
+    Holder b;
+    Outcome o;
+    o.obtained = b.fill();
+    const std::uint64_t left = (kSlice - 2 * kContext - a_got) / kStep * kStep;
+    t.attempt(o.obtained <= left, "after the deletion, a new process fills beside one that holds memory", o);
+    const std::uint64_t b_got = o.obtained;
+    sleep_ms(250);  // past the interval at which a process checks the ledger's path
+    o.obtained = a.fill();
+    t.attempt(o.obtained == 0, "after the deletion, the process that maps the deleted ledger fills again", o);
+    (void)a.stop();
+    const std::uint64_t b_more = b.fill();
+    MT_CHECK(b_got + b_more == kFull, "once the other process exited, the new one holds %s, expected the slice (%s)",
+             mib(b_got + b_more).c_str(), mib(kFull).c_str());
   }
   return t.finish();
 }
@@ -512,9 +751,37 @@ std::uint64_t fill_with(AllocFn alloc) {
 }  // namespace
 
 int tamper_child(const Args& a) {
-  MT_CHECK(!a.empty(), "usage: tamper-child fill|dlsym <how>|secure");
+  MT_CHECK(!a.empty(), "usage: tamper-child fill|interactive|dlsym <how>|secure");
   if (a[0] == "fill") {
     std::printf("obtained=%" PRIu64 " softmig=1\n", fill_with(cuMemAlloc_v2));
+    return 0;
+  }
+  if (a[0] == "interactive") {
+    // Commands on stdin, one per line: "fill N" (N blocks, 0 = until refused), "free".
+    open_device(0);
+    std::vector<CUdeviceptr> held;
+    std::printf("ready\n");
+    std::fflush(stdout);
+    char line[64];
+    while (std::fgets(line, sizeof line, stdin) != nullptr) {
+      if (std::strncmp(line, "fill", 4) == 0) {
+        const long blocks = std::strtol(line + 4, nullptr, 10);
+        std::uint64_t got = 0;
+        for (long i = 0; i < (blocks > 0 ? blocks : 1000); ++i) {
+          CUdeviceptr p = 0;
+          if (cuMemAlloc_v2(&p, kStep) != CUDA_SUCCESS) break;
+          held.push_back(p);
+          got += kStep;
+        }
+        std::printf("got=%" PRIu64 "\n", got);
+      } else if (std::strncmp(line, "free", 4) == 0) {
+        for (const CUdeviceptr p : held) MT_CU(cuMemFree_v2(p));
+        held.clear();
+        std::printf("freed\n");
+      }
+      std::fflush(stdout);
+    }
+    std::printf("obtained=0 softmig=1\n");
     return 0;
   }
   if (a[0] == "dlsym") {
@@ -579,6 +846,7 @@ int tamper(const Args& a) {
       {"log-level", attempt_log_level},   {"ledger", attempt_ledger},         {"config", attempt_config},
       {"dlsym", attempt_dlsym},           {"log-symlink", attempt_log_symlink},
       {"secure-exec", attempt_secure_exec}, {"other-user", attempt_other_user},
+      {"ledger-edits", attempt_ledger_edits}, {"ledger-replaced", attempt_ledger_replaced},
   };
   const auto it = attempts.find(a[0]);
   MT_CHECK(it != attempts.end(), "unknown attempt %s", a[0].c_str());

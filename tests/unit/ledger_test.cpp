@@ -50,7 +50,8 @@ TEST(LedgerLayout, SizesAndOffsetsArePinned) {
   EXPECT_EQ(offsetof(LedgerDevice, used), 56U);
   EXPECT_EQ(offsetof(LedgerDevice, peak), 64U);
   EXPECT_EQ(offsetof(LedgerDevice, oom_refusals), 72U);
-  EXPECT_EQ(offsetof(LedgerDevice, reserved), 80U);
+  EXPECT_EQ(offsetof(LedgerDevice, added), 80U);  // was reserved[0]: zero in older files
+  EXPECT_EQ(offsetof(LedgerDevice, reserved), 88U);
 
   EXPECT_EQ(sizeof(LedgerSlot), 320U);
   EXPECT_EQ(offsetof(LedgerSlot, pid), 0U);
@@ -646,6 +647,154 @@ TEST_F(LedgerTest, ReadsAreConsistentWithTheRegion) {
   ledger_.set_overhead(s, 2, 1 * MiB);
   EXPECT_EQ(ledger_.read_used(2), dev(2).used);
   EXPECT_EQ(ledger_.read_slot_bytes(s, 2), region_->slots[s].alloc[2] + region_->slots[s].overhead[2]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Edits of the file: `added` makes any decrease detectable, reconcile() measures what the slots
+// and totals do not record against an independent view, restore() repairs a process's own slot.
+
+TEST_F(LedgerTest, AddedRecordsEveryIncreaseAndNothingElse) {
+  const unsigned a = claim(1);
+  const unsigned b = claim(2);
+  ASSERT_TRUE(ledger_.reserve(a, 0, 10 * MiB, std::nullopt).granted);
+  ledger_.set_overhead(a, 0, 3 * MiB);
+  ledger_.set_overhead(a, 0, 1 * MiB);  // a decrease: not added
+  ASSERT_TRUE(ledger_.reserve(b, 0, 5 * MiB, std::nullopt).granted);
+  EXPECT_FALSE(ledger_.reserve(b, 0, GiB, 20 * MiB).granted);  // refused: nothing added
+  ledger_.release(a, 0, 4 * MiB);
+  EXPECT_EQ(dev(0).added, 18 * MiB);
+  EXPECT_EQ(ledger_.read_added(0), 18 * MiB);
+  EXPECT_EQ(ledger_.read_used(0), 12 * MiB);
+  // A rebuild that raises the total (it had been lowered) adds the difference.
+  dev(0).used = 2 * MiB;
+  ledger_.rebuild_totals();
+  EXPECT_EQ(ledger_.read_used(0), 12 * MiB);
+  EXPECT_EQ(ledger_.read_added(0), 28 * MiB);
+}
+
+TEST(LedgerOnlyGrew, IncreasesAloneAreExplainedAnythingElseIsNot) {
+  EXPECT_TRUE(only_grew(100, 1000, 100, 1000));             // nothing happened
+  EXPECT_TRUE(only_grew(100, 1000, 150, 1050));             // +50 recorded
+  EXPECT_TRUE(only_grew(100, 1000, 170, 1050));             // more than recorded: an overcount
+  EXPECT_FALSE(only_grew(100, 1000, 90, 1000));             // a decrease
+  EXPECT_FALSE(only_grew(100, 1000, 140, 1050));            // +50 recorded, 10 gone: masked decrease
+  EXPECT_FALSE(only_grew(100, 1000, 100, 999));             // `added` went back
+  EXPECT_FALSE(only_grew(100, 1000, UINT64_MAX, 1000 + (1ULL << 63U)));  // `added` rewritten
+  EXPECT_TRUE(only_grew(100, UINT64_MAX - 10, 150, 39));    // `added` wraps: +50
+}
+
+TEST_F(LedgerTest, EveryDecreaseIsVisibleToAProcessThatRemembersTheTotals) {
+  const unsigned a = claim(1);
+  const unsigned b = claim(2);
+  ASSERT_TRUE(ledger_.reserve(a, 0, 10 * MiB, std::nullopt).granted);
+  const std::uint64_t seen_used = ledger_.read_used(0);
+  const std::uint64_t seen_added = ledger_.read_added(0);
+  // Others only allocate: explained.
+  ASSERT_TRUE(ledger_.reserve(b, 0, 5 * MiB, std::nullopt).granted);
+  ledger_.set_overhead(b, 0, 2 * MiB);
+  EXPECT_TRUE(only_grew(seen_used, seen_added, ledger_.read_used(0), ledger_.read_added(0)));
+  // A free, an edit hidden behind an allocation of the same size, a reap: each is seen.
+  ledger_.release(b, 0, MiB);
+  EXPECT_FALSE(only_grew(seen_used, seen_added, ledger_.read_used(0), ledger_.read_added(0)));
+  const std::uint64_t u2 = ledger_.read_used(0);
+  const std::uint64_t a2 = ledger_.read_added(0);
+  ASSERT_TRUE(ledger_.reserve(b, 0, 4 * MiB, std::nullopt).granted);
+  dev(0).used -= 4 * MiB;
+  EXPECT_FALSE(only_grew(u2, a2, ledger_.read_used(0), ledger_.read_added(0)));
+  ledger_.rebuild_totals();
+  const std::uint64_t u3 = ledger_.read_used(0);
+  const std::uint64_t a3 = ledger_.read_added(0);
+  live_.kill(2, 1);
+  ASSERT_EQ(ledger_.reap_dead(), 1U);
+  EXPECT_FALSE(only_grew(u3, a3, ledger_.read_used(0), ledger_.read_added(0)));
+}
+
+TEST_F(LedgerTest, ReconcileCountsWhatTheSlotsDoNotHold) {
+  const unsigned a = claim(1);
+  const unsigned b = claim(2);
+  ASSERT_TRUE(ledger_.reserve(a, 0, 700 * MiB, std::nullopt).granted);
+  ledger_.set_overhead(a, 0, 300 * MiB);
+  ASSERT_TRUE(ledger_.reserve(b, 0, 64 * MiB, std::nullopt).granted);
+  ledger_.set_overhead(b, 0, 300 * MiB);
+  // The driver's view equals the ledger, less b's allocation still in flight (not yet in NVML).
+  ObservedProcess honest[] = {{2, 300 * MiB}, {1, 1000 * MiB}};
+  Reconciliation rc = ledger_.reconcile(0, honest, 2, true);
+  EXPECT_EQ(rc.unrecorded, 0U);
+  EXPECT_EQ(rc.without_slot, 0U);
+  EXPECT_EQ(honest[0].pid, 1U) << "sorted by pid";
+  EXPECT_EQ(honest[0].recorded, 1000 * MiB);
+  EXPECT_EQ(honest[1].recorded, 364 * MiB);
+  // Process 1's slot and the total zeroed by hand: its driver usage comes back, and b's slot
+  // bounds the total from below.
+  region_->slots[a].alloc[0] = 0;
+  region_->slots[a].overhead[0] = 0;
+  dev(0).used = 0;
+  rc = ledger_.reconcile(0, honest, 2, true);
+  EXPECT_EQ(rc.unrecorded, 1000 * MiB + 364 * MiB);
+  // Process 1's slot emptied altogether, and a job process softmig never saw.
+  ledger_.rebuild_totals();
+  region_->slots[a].pid = 0;
+  ObservedProcess more[] = {{3, 50 * MiB}, {1, 1000 * MiB}, {2, 300 * MiB}};
+  rc = ledger_.reconcile(0, more, 3, true);
+  EXPECT_EQ(rc.without_slot, 2U);
+  EXPECT_EQ(ledger_.read_used(0) + rc.unrecorded, 1000 * MiB + 364 * MiB + 50 * MiB);
+  // Membership by the ledger (outside SLURM): processes without a slot are not the job's.
+  rc = ledger_.reconcile(0, more, 3, false);
+  EXPECT_EQ(rc.without_slot, 2U);
+  EXPECT_EQ(rc.unrecorded, 0U);
+  // Nothing observed: the slots still bound a total that was lowered alone.
+  dev(0).used = 10;
+  rc = ledger_.reconcile(0, nullptr, 0, true);
+  EXPECT_EQ(ledger_.read_used(0) + rc.unrecorded, 364 * MiB);
+  EXPECT_EQ(ledger_.reconcile(kNoDevice, more, 3, true).unrecorded, 0U);
+}
+
+TEST_F(LedgerTest, ReconcileScalesToAFullTable) {
+  // 1024 processes, each observed with 1 MiB more than its slot: found by pid, not by position.
+  std::unique_ptr<ObservedProcess[]> seen(new ObservedProcess[kMaxSlots]);
+  for (std::uint64_t pid = 1; pid <= kMaxSlots; ++pid) {
+    const unsigned s = claim(pid * 7);
+    ASSERT_NE(s, kNoSlot);
+    ASSERT_TRUE(ledger_.reserve(s, 1, MiB, std::nullopt).granted);
+    seen[kMaxSlots - pid] = {pid * 7, 2 * MiB};
+  }
+  const Reconciliation rc = ledger_.reconcile(1, seen.get(), kMaxSlots, true);
+  EXPECT_EQ(rc.without_slot, 0U);
+  EXPECT_EQ(rc.unrecorded, kMaxSlots * MiB);
+}
+
+TEST_F(LedgerTest, RestorePutsBackWhatTheOwnerHolds) {
+  const unsigned a = claim(1);
+  const unsigned b = claim(2);
+  ASSERT_TRUE(ledger_.reserve(a, 0, 100 * MiB, std::nullopt).granted);
+  ledger_.set_overhead(a, 0, 30 * MiB);
+  ASSERT_TRUE(ledger_.reserve(b, 0, 10 * MiB, std::nullopt).granted);
+  EXPECT_FALSE(ledger_.restore(a, 0, 100 * MiB, 30 * MiB));  // nothing to do
+  region_->slots[a].alloc[0] = 0;
+  dev(0).used = 0;
+  const std::uint64_t added = ledger_.read_added(0);
+  EXPECT_TRUE(ledger_.restore(a, 0, 100 * MiB, 30 * MiB));
+  EXPECT_EQ(ledger_.read_slot_bytes(a, 0), 130 * MiB);
+  EXPECT_EQ(ledger_.read_used(0), 140 * MiB);
+  EXPECT_EQ(ledger_.read_added(0), added + 140 * MiB);
+  EXPECT_TRUE(ledger_.holds(a, 1, 1));
+  EXPECT_FALSE(ledger_.holds(a, 1, 2));
+  EXPECT_FALSE(ledger_.holds(kNoSlot, 1, 1));
+  EXPECT_FALSE(ledger_.restore(kNoSlot, 0, 1, 1));
+}
+
+TEST_F(LedgerTest, ReserveWithoutReapingDoesNotAskLiveness) {
+  const unsigned a = claim(1);
+  const unsigned b = claim(2);
+  ASSERT_TRUE(ledger_.reserve(a, 0, 900 * MiB, std::nullopt).granted);
+  live_.kill(1, 1);
+  EXPECT_FALSE(ledger_.reserve(b, 0, 200 * MiB, GiB, true, /*reap=*/false).granted);
+  EXPECT_TRUE(ledger_.read_is_member(1));
+  EXPECT_EQ(dev(0).oom_refusals, 1U);
+  ledger_.count_refusal(0);
+  EXPECT_EQ(dev(0).oom_refusals, 2U);
+  EXPECT_TRUE(ledger_.reserve(b, 0, 200 * MiB, GiB).granted);  // reaps
+  EXPECT_FALSE(ledger_.read_is_member(1));
 }
 
 }  // namespace
