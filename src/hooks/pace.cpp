@@ -361,7 +361,10 @@ void settle_undrained(ThreadPace& tp, PaceDevice& d, int ordinal, std::int64_t n
   pthread_mutex_lock(&d.mu);
   d.pacer.drained(window, /*stopped_at=*/INT64_MAX, idle, now);  // no drain-time sample
   d.publish();
+  const std::int64_t end = d.pacer.schedule().end(window);
   pthread_mutex_unlock(&d.mu);
+  platform::log_debug("pace: window %lld left undrained; charged %lld us past its end", static_cast<long long>(window),
+                      static_cast<long long>((idle - end) / 1000));
 }
 
 /// Sleeps until `until`, keeping the job's activity stamp fresh; in burst mode wakes early

@@ -84,7 +84,7 @@ TWO = [l for l in os.environ.get("SHARE_TWO_PROC_LOADS", " ".join(LOADS)).split(
 UNIT = {"matmul": "GEMM/s", "launch": "launches/s", "train": "steps/s", "graph": "graphs/s",
         "coop": "launches/s", "bandwidth": "kernels/s"}
 RAW = open(os.path.join(OUT, "compute_share.log"), "w")
-DATA = {"secs": SECS, "lib": LIB, "cells": {}, "two_jobs": {}, "burst": {}, "overhead": {}}
+DATA = {"secs": SECS, "lib": LIB, "cells": {}, "two_jobs": {}, "shared": {}, "burst": {}, "overhead": {}}
 
 NCPU = os.cpu_count() or 1
 PIN = os.environ.get("SHARE_PIN", "1") != "0" and NCPU >= 6
@@ -343,6 +343,28 @@ def two_jobs_run(load):
     DATA["two_jobs"][load] = r
 
 
+# ---- c2. a job on a busy card: the rest of the GPU's time taken by a matmul job ----------
+# Alone, a job's kernels run at whatever clock the idle remainder of the card allows (a matmul
+# boosts, a light load is clocked down); on a card whose other windows are in use, as when slices
+# are sold, the clock is the loaded one.
+shared = {}
+
+
+def shared_run(load, pct):
+    over_a = {"CUDA_DEVICE_SM_LIMIT": str(pct), "CUDA_DEVICE_SM_PHASE": "0", "SOFTMIG_SM_POLICY": "strict",
+              "SOFTMIG_SESSION": session("sharedA")}
+    over_b = {"CUDA_DEVICE_SM_LIMIT": str(100 - pct), "CUDA_DEVICE_SM_PHASE": str(pct),
+              "SOFTMIG_SM_POLICY": "strict", "SOFTMIG_SESSION": session("sharedB")}
+    outs = measure("%s at %d %% beside matmul at %d %%" % (load, pct, 100 - pct),
+                   [(load, SECS, over_a), ("matmul", SECS + (3 if load == "train" else 0), over_b)])
+    bare = bare_rate(load)
+    rel = outs[0]["rate"] / bare if outs and outs[0] and bare else None
+    shared["%s %d" % (load, pct)] = rel
+    DATA["shared"]["%s %d" % (load, pct)] = rel
+    if rel is not None:
+        progress("%s at %d %% on a busy card: %.3f" % (load, pct, rel))
+
+
 # ---- d. burst -------------------------------------------------------------------------------
 burst = {}
 
@@ -467,6 +489,9 @@ for load in ("matmul", "launch", "train"):
     safely(grid, load)
 for load in ("matmul", "launch"):
     safely(two_jobs_run, load)
+for load in ("matmul", "launch", "train"):
+    for pct in (25, 50):
+        safely(shared_run, load, pct)
 safely(burst_run)
 safely(overhead_run)
 for load in ("graph", "coop", "bandwidth"):
@@ -580,6 +605,24 @@ for load in ("matmul", "launch"):
         md.append("| %s | - | - | - | 0.50 ± %.2f each:%s |" % (load, tol, mark(False)))
         detail = "no result"
     results.append({"name": "compute share two jobs " + load, "ok": ok, "detail": detail})
+
+
+md.append("")
+md.append("On a busy card: the job at 25 %% or 50 %% (phase 0) while a matmul job uses the rest of the "
+          "GPU's time (the other phases); the job's rate relative to one bare process:")
+md.append("")
+md.append("| load | 25 % | 50 % |")
+md.append("|---|---|---|")
+for load in ("matmul", "launch", "train"):
+    row = [load]
+    for pct in (25, 50):
+        rel = shared.get("%s %d" % (load, pct))
+        ok = rel is not None and abs(rel - pct / 100.0) <= tolerance(load)
+        row.append("-" if rel is None else "%.3f%s" % (rel, mark(ok)))
+        results.append({"name": "compute share busy card %s %d" % (load, pct), "ok": ok,
+                        "detail": "%s (target %.2f ± %.2f)" % ("no result" if rel is None else "%.3f" % rel,
+                                                              pct / 100.0, tolerance(load))})
+    md.append("| " + " | ".join(row) + " |")
 
 
 def f3(x):
