@@ -608,7 +608,7 @@ for load in ("matmul", "launch"):
 
 
 md.append("")
-md.append("On a busy card: the job at 25 %% or 50 %% (phase 0) while a matmul job uses the rest of the "
+md.append("On a busy card: the job at 25 % or 50 % (phase 0) while a matmul job uses the rest of the "
           "GPU's time (the other phases); the job's rate relative to one bare process:")
 md.append("")
 md.append("| load | 25 % | 50 % |")
