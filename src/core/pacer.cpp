@@ -16,11 +16,7 @@ std::int64_t ShareSchedule::current_or_next(std::int64_t t) const noexcept {
   return k;
 }
 
-// ---- WindowPacer ----
-
-namespace {
-constexpr std::int64_t kDrainSampleSlackNs = 1 * kNsPerMs;
-}  // namespace----------------------------------------------------------------------
+// ---- WindowPacer --------------------------------------------------------------------------
 
 void WindowPacer::enter(std::int64_t k) noexcept {
   const std::int64_t len = std::max<std::int64_t>(s_.window_ns(), 1);
@@ -53,9 +49,10 @@ WindowPacer::Decision WindowPacer::admit(std::int64_t now) noexcept {
 void WindowPacer::drained(std::int64_t window, std::int64_t stopped_at, std::int64_t idle_at,
                           std::int64_t now) noexcept {
   const std::int64_t end = s_.end(window);
-  // A thread refused right after the end (its launches ran up to it) still tells how long its
-  // queued work takes; one that stopped long after was busy elsewhere and tells nothing.
-  if (stopped_at <= end + kDrainSampleSlackNs) {
+  // Only a thread stopped by the early close tells how long queued work takes after a stop.
+  // (Learning also from threads refused just after the end made several threads of one
+  // process, each waiting behind the others' work, close far too early: tests/compute.)
+  if (stopped_at <= end) {
     // How long queued work ran on after launches stopped: close that much earlier next time.
     const std::int64_t sample = std::max<std::int64_t>(idle_at - stopped_at, 0);
     drain_est_ = std::min((3 * drain_est_ + sample) / 4, s_.window_ns());

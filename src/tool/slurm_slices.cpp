@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tool/slurm_slices.hpp"
+#include "tool/slurm_slots.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -154,11 +155,8 @@ SliceTable parse_slice_table(std::string_view text) {
   enum class Section { kNone, kSettings, kGpu, kPartition } section = Section::kNone;
   unsigned line_no = 0;
   while (!text.empty()) {
-    const std::size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+    std::string_view line = take_config_line(text);
     ++line_no;
-    if (const std::size_t hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
     line = trim(line);
     if (line.empty()) continue;
     const std::string where = fmt::format("line {}", line_no);

@@ -39,11 +39,8 @@ std::vector<SlotEntry> parse_slot_table(std::string_view text, std::vector<std::
   std::vector<SlotEntry> out;
   unsigned line_no = 0;
   while (!text.empty()) {
-    const std::size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+    const std::string_view line = take_config_line(text);
     ++line_no;
-    if (const std::size_t hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
     const auto w = words(line);
     if (w.empty()) continue;
     SlotEntry e;

@@ -14,6 +14,15 @@
 
 namespace softmig::tool::slurm {
 
+/// Takes the next line off `text` (which then starts after it), without its '#' comment.
+inline std::string_view take_config_line(std::string_view& text) {
+  const std::size_t nl = text.find('\n');
+  std::string_view line = text.substr(0, nl);
+  text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+  if (const std::size_t hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
+  return line;
+}
+
 /// One job's window on a GPU: [start, start + length) percent of the period.
 struct SlotEntry {
   std::string job_id;

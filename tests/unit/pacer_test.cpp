@@ -156,6 +156,22 @@ double relative_share(const JobSpec& spec, unsigned percent, std::int64_t from, 
          static_cast<double>(a[0].completed_between(from, to));
 }
 
+/// Runs the jobs together and returns each one's completions in [from, to) relative to the first
+/// job's spec running alone, unpaced.
+std::vector<double> shares_together(const std::vector<JobSpec>& specs, std::int64_t from, std::int64_t to) {
+  std::vector<Job> jobs(specs.begin(), specs.end());
+  simulate(jobs, 0, to);
+  JobSpec bare = specs.front();
+  bare.percent = 100;
+  bare.stop_ns = INT64_MAX;
+  std::vector<Job> alone{Job(bare)};
+  simulate(alone, 0, to);
+  const double base = static_cast<double>(alone[0].completed_between(from, to));
+  std::vector<double> out;
+  for (const auto& j : jobs) out.push_back(static_cast<double>(j.completed_between(from, to)) / base);
+  return out;
+}
+
 TEST(ShareSchedule, WindowsFollowPeriodPhaseAndShare) {
   const ShareSchedule s{50 * kMs, 25, 50};
   EXPECT_EQ(s.window_ns(), 12500 * kUs);
@@ -332,34 +348,16 @@ TEST(SharePacing, NoOscillationBeyondOneKernelPerPeriod) {
 TEST(SharePacing, TwoJobsAtHalfEachGetHalfWhileTogether) {
   JobSpec a;
   a.percent = 50;
-  a.phase = 0;
   JobSpec b = a;
   b.phase = 50;
-  std::vector<Job> jobs{Job(a), Job(b)};
-  simulate(jobs, 0, 2500 * kMs);
-  JobSpec bare = a;
-  bare.percent = 100;
-  std::vector<Job> alone{Job(bare)};
-  simulate(alone, 0, 2500 * kMs);
-  const double base = static_cast<double>(alone[0].completed_between(500 * kMs, 2500 * kMs));
-  for (const auto& j : jobs) {
-    EXPECT_NEAR(static_cast<double>(j.completed_between(500 * kMs, 2500 * kMs)) / base, 0.5, 0.05);
-  }
+  for (const double share : shares_together({a, b}, 500 * kMs, 2500 * kMs)) EXPECT_NEAR(share, 0.5, 0.05);
 }
 
 TEST(SharePacing, SamePhaseJobsStillGetNoMoreThanTheirShare) {
   // Misconfigured phases (both 0): the jobs overlap and time-slice, but neither exceeds 50 %.
   JobSpec a;
   a.percent = 50;
-  std::vector<Job> jobs{Job(a), Job(a)};
-  simulate(jobs, 0, 2500 * kMs);
-  JobSpec bare = a;
-  bare.percent = 100;
-  std::vector<Job> alone{Job(bare)};
-  simulate(alone, 0, 2500 * kMs);
-  const double base = static_cast<double>(alone[0].completed_between(500 * kMs, 2500 * kMs));
-  for (const auto& j : jobs) {
-    const double share = static_cast<double>(j.completed_between(500 * kMs, 2500 * kMs)) / base;
+  for (const double share : shares_together({a, a}, 500 * kMs, 2500 * kMs)) {
     EXPECT_LE(share, 0.52);
     EXPECT_GE(share, 0.15);  // and none starves
   }
@@ -371,15 +369,7 @@ TEST(SharePacing, JobKilledMidWindowLeavesTheOtherOnSchedule) {
   JobSpec b = a;
   b.phase = 50;
   b.stop_ns = 1000 * kMs;  // killed with work queued
-  std::vector<Job> jobs{Job(a), Job(b)};
-  simulate(jobs, 0, 2500 * kMs);
-  JobSpec bare = a;
-  bare.percent = 100;
-  std::vector<Job> alone{Job(bare)};
-  simulate(alone, 0, 2500 * kMs);
-  const double base = static_cast<double>(alone[0].completed_between(1500 * kMs, 2500 * kMs));
-  EXPECT_NEAR(static_cast<double>(jobs[0].completed_between(1500 * kMs, 2500 * kMs)) / base, 0.5,
-              0.03);
+  EXPECT_NEAR(shares_together({a, b}, 1500 * kMs, 2500 * kMs)[0], 0.5, 0.03);
 }
 
 }  // namespace
