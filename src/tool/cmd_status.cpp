@@ -142,7 +142,7 @@ Command add_status_command(CLI::App& parent) {
       "(allocations + driver overhead of each process); PEAK the highest USED; OOM allocations\n"
       "refused at the limit; SM compute share in percent (from the job's file or, outside SLURM, a\n"
       "process's environment; n/a if unknown). SHARE (compute share actually delivered) and\n"
-      "THROTTLED (time held back) are n/a until the library enforces compute shares. Each live\n"
+      "THROTTLED (time held back) are n/a: the library does not record them yet. Each live\n"
       "process is listed under the GPU it uses with its pid, user and bytes; processes that exited\n"
       "without freeing are counted until the next allocation that needs their room reclaims them.\n"
       "\n"

@@ -12,8 +12,8 @@
 ///   softmig_process_memory_bytes gauge    one sample per live process and GPU
 ///   softmig_ledgers              gauge    ledgers read (no labels)
 ///   softmig_ledger_errors        gauge    ledgers found but not readable (no labels)
-/// The delivered compute share and throttled seconds are not exported until the library
-/// enforces compute shares.
+/// The delivered compute share and throttled seconds are not exported: the library enforces the
+/// share but does not record them yet.
 #pragma once
 
 #include <string>

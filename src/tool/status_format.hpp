@@ -5,7 +5,7 @@
 ///
 /// The compute-share columns ("SHARE": the share of the GPU's time the job actually got, and
 /// "THROTTLED": how long it was held back) are printed as "n/a" and written as JSON null until
-/// the library enforces compute shares and records them in the ledger.
+/// the library records them in the ledger (it enforces the share, but does not count it yet).
 #pragma once
 
 #include <cstdint>

@@ -313,7 +313,15 @@ const LoadCase kLoads[] = {
 
 INSTANTIATE_TEST_SUITE_P(Loads, ShareConverges,
                          ::testing::Combine(::testing::ValuesIn(kLoads),
-                                            ::testing::Values(10U, 25U, 50U, 75U)));
+                                            ::testing::Values(10U, 25U, 50U, 75U)),
+                         [](const ::testing::TestParamInfo<ShareConverges::ParamType>& p) {
+                           std::string name = std::get<0>(p.param).name;
+                           name = name.substr(0, name.find(' '));  // "compute-bound", "graph", ...
+                           for (char& c : name) {
+                             if (c == '-') c = '_';
+                           }
+                           return name + "_" + std::to_string(std::get<1>(p.param));
+                         });
 
 TEST(SharePacing, QueuedWorkStaysBounded) {
   JobSpec spec;  // compute-bound: the host could queue a thousand kernels in 3 ms
