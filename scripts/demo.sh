@@ -54,7 +54,8 @@ done
 have_gpu() {
   local ldconfig
   ldconfig="$(command -v ldconfig || echo /sbin/ldconfig)"
-  nvidia-smi -L >/dev/null 2>&1 && "$ldconfig" -p 2>/dev/null | grep -q 'libcuda\.so\.1'
+  # grep -c reads everything: "ldconfig -p | grep -q" can fail under pipefail (SIGPIPE).
+  nvidia-smi -L >/dev/null 2>&1 && [[ $("$ldconfig" -p 2>/dev/null | grep -c 'libcuda\.so\.1') -gt 0 ]]
 }
 
 if ((force_fake)) || ! have_gpu; then

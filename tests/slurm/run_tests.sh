@@ -93,7 +93,7 @@ chmod 0755 "$J/demo.sh"
 # no_job_files ID: no job file, ledger, compute window (sm-slots line) or activity stamp of job ID.
 no_job_files() {
   ! ls "$CONF/$1.conf" "$CONF/$1"_*.conf "$CONF"/board/*."$1" >/dev/null 2>&1 && [[ ! -e "$CONF/ledger/$1" ]] &&
-    ! cat "$CONF"/sm-slots/GPU-* 2>/dev/null | grep -q "^$1 "
+    ! grep -qs "^$1 " "$CONF"/sm-slots/GPU-*
 }
 
 # ---- 1. a quarter slice: 12 GiB of a 48 GiB GPU, OOM past it, file present then gone -----------
