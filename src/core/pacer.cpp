@@ -23,10 +23,8 @@ void WindowPacer::enter(std::int64_t k) noexcept {
   // Whole windows owed are skipped; the rest of the debt delays this window's opening.
   const std::int64_t skipped = debt_ / len;
   k_ = k + skipped;
-  debt_ -= skipped * len;
-  taken_ = debt_;
+  open_from_ = s_.start(k_) + (debt_ - skipped * len);
   debt_ = 0;
-  open_from_ = s_.start(k_) + taken_;
   admitted_ = false;
   recompute_close();
 }
@@ -74,7 +72,6 @@ void WindowPacer::drained(std::int64_t window, std::int64_t stopped_at, std::int
       const std::int64_t room = s_.end(k_) - open_from_;
       const std::int64_t pay = std::min(debt_, room);
       open_from_ += pay;
-      taken_ += pay;
       debt_ -= pay;
       if (open_from_ >= s_.end(k_)) {
         enter(k_ + 1);

@@ -87,7 +87,6 @@ class WindowPacer {
   std::int64_t close_at_ = 0;    ///< ...until here (window end - drain estimate)
   std::int64_t drain_est_ = 0;   ///< how long queued work takes to finish after launches stop
   std::int64_t debt_ = 0;        ///< GPU time used past window ends, to be paid from windows
-  std::int64_t taken_ = 0;       ///< debt paid from the current window
   bool admitted_ = false;        ///< the current window admitted a launch
   std::int64_t spill_window_ = -1;
   std::int64_t spill_max_ = 0;

@@ -7,13 +7,13 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <ctime>
 #include <new>
 
 #include "core/pacer.hpp"
 #include "hooks/resolver.hpp"
 #include "hooks/runtime.hpp"
 #include "platform/board.hpp"
+#include "platform/clock.hpp"
 #include "platform/log.hpp"
 #include "platform/settings.hpp"
 
@@ -43,17 +43,8 @@ constexpr std::int64_t kGiveUpNs = 1000 * kMs;      ///< never wait longer for q
 constexpr std::int64_t kBurstWindow = -2;           ///< launches made while bursting
 constexpr unsigned kStreams = 8;                    ///< streams tracked per thread
 
-std::int64_t now_ns() noexcept {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000LL + ts.tv_nsec;
-}
-
-void sleep_ns(std::int64_t ns) noexcept {
-  if (ns <= 0) return;
-  timespec ts{static_cast<time_t>(ns / 1'000'000'000LL), static_cast<long>(ns % 1'000'000'000LL)};
-  clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, nullptr);
-}
+using platform::sleep_ns;
+std::int64_t now_ns() noexcept { return platform::monotonic_ns(); }
 
 /// One GPU's pacing state in this process.
 struct PaceDevice {
@@ -69,6 +60,26 @@ struct PaceDevice {
   std::atomic<std::int64_t> next_scan{0};
   std::atomic<bool> contended{true};
 
+  /// The pacer's decision for a launch at `now` (its lock held, the fast-path bounds updated).
+  WindowPacer::Decision admit(std::int64_t now) noexcept {
+    pthread_mutex_lock(&mu);
+    const WindowPacer::Decision dec = pacer.admit(now);
+    publish();
+    pthread_mutex_unlock(&mu);
+    return dec;
+  }
+
+  /// Reports a drained window to the pacer (see WindowPacer::drained); returns that window's end.
+  std::int64_t drained(std::int64_t w, std::int64_t stopped_at, std::int64_t idle_at, std::int64_t now) noexcept {
+    pthread_mutex_lock(&mu);
+    pacer.drained(w, stopped_at, idle_at, now);
+    publish();
+    const std::int64_t end = pacer.schedule().end(w);
+    pthread_mutex_unlock(&mu);
+    return end;
+  }
+
+ private:
   void publish() noexcept {  // with mu held
     go_from.store(pacer.go_from(), std::memory_order_relaxed);
     go_until.store(pacer.go_until(), std::memory_order_relaxed);
@@ -89,6 +100,15 @@ struct StreamEntry {
   std::int64_t last_use = 0;
   StreamPace pace;
   CUevent events[StreamPace::kSlots] = {};
+
+  /// Forgets the events; destroys them first if their context is still alive (`alive`).
+  void drop_events(bool alive) noexcept {
+    auto* destroy = real<Sym::cuEventDestroy_v2>();
+    for (CUevent& ev : events) {
+      if (ev != nullptr && alive && destroy != nullptr) destroy(ev);
+      ev = nullptr;
+    }
+  }
 };
 
 /// Everything a thread keeps, in one page mapped on its first paced launch (no malloc).
@@ -99,6 +119,16 @@ struct ThreadPace {
   StreamEntry entries[kStreams];
   std::int64_t last_window[core::kMaxDevices];    ///< window of launches not yet drained, or -1
   std::int64_t expected_idle[core::kMaxDevices];  ///< when those launches should be finished
+
+  /// A fresh thread, or one whose contexts went away: nothing tracked, no launches pending.
+  void reset(unsigned new_epoch) noexcept {
+    for (StreamEntry& entry : entries) entry = StreamEntry{};
+    std::fill(std::begin(last_window), std::end(last_window), -1);
+    std::fill(std::begin(expected_idle), std::end(expected_idle), 0);
+    last_ctx = nullptr;
+    last_ordinal = -1;
+    epoch = new_epoch;
+  }
 };
 static_assert(sizeof(ThreadPace) <= 4096, "one page per thread");
 
@@ -106,20 +136,10 @@ pthread_key_t g_thread_key;
 std::atomic<int> g_key_state{0};  // 0 none, 1 creating, 2 ready
 __attribute__((tls_model("initial-exec"))) thread_local ThreadPace* t_pace = nullptr;
 
-void destroy_events(ThreadPace& tp) noexcept {
-  auto* destroy = real<Sym::cuEventDestroy_v2>();
-  if (destroy == nullptr || tp.epoch != g_epoch.load(std::memory_order_acquire)) return;
-  for (StreamEntry& e : tp.entries) {
-    for (CUevent& ev : e.events) {
-      if (ev != nullptr) destroy(ev);
-      ev = nullptr;
-    }
-  }
-}
-
 void thread_exit(void* p) noexcept {
   auto* tp = static_cast<ThreadPace*>(p);
-  destroy_events(*tp);
+  const bool alive = tp->epoch == g_epoch.load(std::memory_order_acquire);
+  for (StreamEntry& e : tp->entries) e.drop_events(alive);
   if (t_pace == tp) t_pace = nullptr;
   munmap(tp, sizeof(ThreadPace));
 }
@@ -143,20 +163,12 @@ ThreadPace* thread_pace() noexcept {
     void* mem = mmap(nullptr, sizeof(ThreadPace), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) return nullptr;
     tp = new (mem) ThreadPace();
-    std::fill(std::begin(tp->last_window), std::end(tp->last_window), -1);
-    std::fill(std::begin(tp->expected_idle), std::end(tp->expected_idle), 0);
-    tp->epoch = g_epoch.load(std::memory_order_acquire);
+    tp->reset(g_epoch.load(std::memory_order_acquire));
     pthread_setspecific(g_thread_key, tp);
     t_pace = tp;
   }
-  if (const unsigned e = g_epoch.load(std::memory_order_acquire); tp->epoch != e) {
-    // Contexts went away (or this is a forked child): markers and events are gone with them.
-    for (StreamEntry& entry : tp->entries) entry = StreamEntry{};
-    std::fill(std::begin(tp->last_window), std::end(tp->last_window), -1);
-    tp->last_ctx = nullptr;
-    tp->last_ordinal = -1;
-    tp->epoch = e;
-  }
+  // Contexts went away (or this is a forked child): markers and events are gone with them.
+  if (const unsigned e = g_epoch.load(std::memory_order_acquire); tp->epoch != e) tp->reset(e);
   return tp;
 }
 
@@ -226,15 +238,8 @@ StreamEntry* entry_for(ThreadPace& tp, CUcontext ctx, CUstream stream, int ordin
       pick = &e;
     }
   }
-  if (pick->ctx != ctx) {
-    // Events belong to their context: those of another (live) context are destroyed.
-    if (auto* destroy = real<Sym::cuEventDestroy_v2>(); destroy != nullptr && pick->ctx != nullptr) {
-      for (CUevent& ev : pick->events) {
-        if (ev != nullptr) destroy(ev);
-      }
-    }
-    for (CUevent& ev : pick->events) ev = nullptr;
-  }
+  // Events belong to their context: those of another (live) context are destroyed.
+  if (pick->ctx != ctx) pick->drop_events(/*alive=*/true);
   pick->ctx = ctx;
   pick->stream = stream;
   pick->ordinal = ordinal;
@@ -332,22 +337,12 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
     sleep_ns(kPollNs);
   }
   if (window == kBurstWindow) return;
-  pthread_mutex_lock(&d.mu);
-  d.pacer.drained(window, start, now, now);
-  d.publish();
-  const std::int64_t est = d.pacer.drain_estimate();
-  const std::int64_t debt = d.pacer.debt();
-  const std::int64_t end = d.pacer.schedule().end(window);
-  pthread_mutex_unlock(&d.mu);
-  if (platform::log_level() >= 4) {
-    std::int64_t cost = current != nullptr ? current->pace.cost_per_launch() : -1;
-    platform::log_debug("pace: window %lld drained in %lld us (stop %lld us before its end, idle %lld us "
-                        "after), drain estimate %lld us, debt %lld us, cost/launch %lld ns",
-                        static_cast<long long>(window), static_cast<long long>((now - start) / 1000),
-                        static_cast<long long>((end - start) / 1000), static_cast<long long>((now - end) / 1000),
-                        static_cast<long long>(est / 1000), static_cast<long long>(debt / 1000),
-                        static_cast<long long>(cost));
-  }
+  const std::int64_t end = d.drained(window, start, now, now);
+  platform::log_debug("pace: window %lld drained in %lld us (stopped %lld us before its end, idle %lld us "
+                      "after), cost/launch %lld ns",
+                      static_cast<long long>(window), static_cast<long long>((now - start) / 1000),
+                      static_cast<long long>((end - start) / 1000), static_cast<long long>((now - end) / 1000),
+                      static_cast<long long>(current != nullptr ? current->pace.cost_per_launch() : -1));
 }
 
 /// The thread's launches of an earlier window were never drained (it was busy elsewhere, e.g.
@@ -358,11 +353,7 @@ void settle_undrained(ThreadPace& tp, PaceDevice& d, int ordinal, std::int64_t n
   tp.last_window[ordinal] = -1;
   if (window < 0) return;
   const std::int64_t idle = std::min(tp.expected_idle[ordinal], now);
-  pthread_mutex_lock(&d.mu);
-  d.pacer.drained(window, /*stopped_at=*/INT64_MAX, idle, now);  // no drain-time sample
-  d.publish();
-  const std::int64_t end = d.pacer.schedule().end(window);
-  pthread_mutex_unlock(&d.mu);
+  const std::int64_t end = d.drained(window, /*stopped_at=*/INT64_MAX, idle, now);  // no drain sample
   platform::log_debug("pace: window %lld left undrained; charged %lld us past its end", static_cast<long long>(window),
                       static_cast<long long>((idle - end) / 1000));
 }
@@ -406,10 +397,7 @@ PaceTicket pace_before(CUstream stream) noexcept {
     if (now >= d->go_from.load(std::memory_order_relaxed) && now < d->go_until.load(std::memory_order_relaxed)) {
       window = d->window.load(std::memory_order_relaxed);
     } else {
-      pthread_mutex_lock(&d->mu);
-      const WindowPacer::Decision dec = d->pacer.admit(now);
-      d->publish();
-      pthread_mutex_unlock(&d->mu);
+      const WindowPacer::Decision dec = d->admit(now);
       window = dec.window;
       if (dec.verdict == WindowPacer::Verdict::kWait) {
         drain(*tp, *d, ordinal, e, stream, now);

@@ -9,9 +9,9 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
-#include <ctime>
 
 #include "hooks/resolver.hpp"
+#include "platform/clock.hpp"
 #include "platform/log.hpp"
 #include "platform/no_destroy.hpp"
 #include "platform/once.hpp"
@@ -68,11 +68,7 @@ struct Process {
 platform::NoDestroy<Process> g_process;
 Process& g = g_process.get();
 
-std::int64_t now_ns() noexcept {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000LL + ts.tv_nsec;
-}
+using platform::monotonic_ns;
 
 /// Holds the ledger lock; repairs the ledger if the previous holder died mid-update and
 /// applies frees that could not be recorded earlier.
@@ -427,7 +423,7 @@ namespace {
 bool ledger_replaced(Process& p) noexcept {
   if (p.replaced.load(std::memory_order_relaxed)) return true;
   if (!p.identity_known) return false;
-  const std::int64_t now = now_ns();
+  const std::int64_t now = monotonic_ns();
   if (now - p.identity_checked_ns.load(std::memory_order_relaxed) < kIdentityIntervalNs) return false;
   p.identity_checked_ns.store(now, std::memory_order_relaxed);
   struct stat st {};
@@ -600,7 +596,7 @@ void committed_sub(GpuState& gs, std::uint64_t bytes) noexcept {
 void measure_overhead(GpuState& gs, bool force) noexcept {
   Process& p = proc();
   if (!p.ledger_ok || p.slot == core::kNoSlot || gs.ledger_dev == core::kNoDevice) return;
-  const std::int64_t now = now_ns();
+  const std::int64_t now = monotonic_ns();
   if (!force && now - gs.last_measure_ns.load() < kMeasureIntervalNs) return;
   gs.last_measure_ns = now;
   // Overhead = the driver's usage of this process (NVML) minus what its allocations hold. The

@@ -8,8 +8,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <ctime>
 
+#include "platform/clock.hpp"
 #include "platform/files.hpp"
 #include "platform/log.hpp"
 
@@ -64,9 +64,7 @@ void ActivityBoard::stamp() noexcept {
 
 bool ActivityBoard::others_active(std::int64_t fresh_ns) const noexcept {
   if (dir_fd_ < 0) return false;
-  timespec now{};
-  clock_gettime(CLOCK_REALTIME, &now);
-  const std::int64_t now_ns = static_cast<std::int64_t>(now.tv_sec) * 1'000'000'000LL + now.tv_nsec;
+  const std::int64_t now_ns = realtime_ns();
   struct Scan {
     const ActivityBoard& board;
     std::int64_t now_ns;
@@ -81,8 +79,7 @@ bool ActivityBoard::others_active(std::int64_t fresh_ns) const noexcept {
     }
     struct stat st{};
     if (fstatat(b.dir_fd_, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) return true;
-    const std::int64_t m = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000LL + st.st_mtim.tv_nsec;
-    q.active = q.now_ns - m < q.fresh_ns;
+    q.active = q.now_ns - to_ns(st.st_mtim) < q.fresh_ns;
     return !q.active;
   }, &scan);
   return scan.active;
