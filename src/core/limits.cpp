@@ -69,22 +69,15 @@ SmParse apply_sm(LimitSpec& spec, std::string_view raw) noexcept {
     return SmParse::kOk;  // 0 and 100 both mean "whole GPU"
   }
   // A plain number above 100 asks for more than the GPU: the whole GPU is the most it can get.
-  bool digits = !raw.empty() && raw.size() <= 9;
-  for (const char c : raw) digits = digits && c >= '0' && c <= '9';
-  if (digits) return SmParse::kClamped;
+  if (parse_count(raw, 9)) return SmParse::kClamped;
   keep_smaller(spec.sm_percent, 1U);
   return SmParse::kMalformed;
 }
 
 bool parse_ordinal(std::string_view s, unsigned& out) noexcept {
-  if (s.empty() || s.size() > 3) return false;
-  unsigned v = 0;
-  for (const char c : s) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10U + static_cast<unsigned>(c - '0');
-  }
-  out = v;
-  return true;
+  const auto v = parse_count(s, 3);
+  if (v) out = static_cast<unsigned>(*v);
+  return v.has_value();
 }
 
 bool looks_like_uuid(std::string_view s) noexcept {

@@ -89,16 +89,20 @@ std::optional<std::uint64_t> parse_bytes(std::string_view text) noexcept {
   return scaled_whole + scaled_frac;
 }
 
-std::optional<unsigned> parse_percent(std::string_view text) noexcept {
-  text = trim(text);
-  if (text.empty() || text.size() > 3) return std::nullopt;
-  unsigned v = 0;
+std::optional<std::uint64_t> parse_count(std::string_view text, std::size_t max_digits) noexcept {
+  if (text.empty() || text.size() > max_digits || text.size() > 18) return std::nullopt;
+  std::uint64_t v = 0;
   for (const char c : text) {
     if (!is_digit(c)) return std::nullopt;
-    v = v * 10U + static_cast<unsigned>(c - '0');
+    v = v * 10U + static_cast<std::uint64_t>(c - '0');
   }
-  if (v > 100) return std::nullopt;
   return v;
+}
+
+std::optional<unsigned> parse_percent(std::string_view text) noexcept {
+  const auto v = parse_count(trim(text), 3);
+  if (!v || *v > 100) return std::nullopt;
+  return static_cast<unsigned>(*v);
 }
 
 std::size_t format_bytes(std::uint64_t bytes, char* out, std::size_t out_size) noexcept {

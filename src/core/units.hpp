@@ -19,6 +19,9 @@ namespace softmig::core {
 /// Returns the size in bytes, or nullopt if `text` is not a well-formed size.
 [[nodiscard]] std::optional<std::uint64_t> parse_bytes(std::string_view text) noexcept;
 
+/// Returns the value of `text` if it is 1 to `max_digits` (<= 18) decimal digits and nothing else.
+[[nodiscard]] std::optional<std::uint64_t> parse_count(std::string_view text, std::size_t max_digits) noexcept;
+
 /// Returns a whole percentage 0..100, or nullopt if `text` is not one (e.g. "150", "-1", "x").
 [[nodiscard]] std::optional<unsigned> parse_percent(std::string_view text) noexcept;
 

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/units.hpp"
 #include "platform/env.hpp"
 #include "platform/files.hpp"
 #include "platform/log.hpp"
@@ -166,14 +167,9 @@ void choose_compute(Settings& s, const core::JobIdentity& job, std::string_view 
     }
   }
   if (lookup("SOFTMIG_SM_PERIOD_MS", v)) {
-    std::int64_t ms = 0;
-    bool ok = !v.empty() && v.size() <= 6;
-    for (const char c : v) {
-      ok = ok && c >= '0' && c <= '9';
-      if (ok) ms = ms * 10 + (c - '0');
-    }
-    const std::int64_t ns = ms * core::kNsPerMs;
-    if (ok && ns >= core::kMinPeriodNs && ns <= core::kMaxPeriodNs) {
+    const auto ms = core::parse_count(v, 6);
+    const std::int64_t ns = ms ? static_cast<std::int64_t>(*ms) * core::kNsPerMs : 0;
+    if (ns >= core::kMinPeriodNs && ns <= core::kMaxPeriodNs) {
       s.sm_period_ns = ns;
     } else {
       log_error("SOFTMIG_SM_PERIOD_MS=%.*s is not a number of milliseconds in 10-1000; using %lld",

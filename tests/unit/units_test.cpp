@@ -160,6 +160,19 @@ TEST(ParseBytes, ManyFractionDigitsAreAcceptedAndTruncated) {
   EXPECT_FALSE(parse_bytes("1.5000000000000000000000000x0G").has_value());
 }
 
+TEST(ParseCount, DigitsOnlyUpToTheirCount) {
+  EXPECT_EQ(parse_count("0", 1), 0U);
+  EXPECT_EQ(parse_count("050", 3), 50U);
+  EXPECT_EQ(parse_count("999999", 6), 999999U);
+  EXPECT_EQ(parse_count("1000000", 6), std::nullopt);  // too many digits
+  EXPECT_EQ(parse_count("", 3), std::nullopt);
+  for (const char* bad : {" 5", "5 ", "+5", "-5", "5ms", "0x5", "1.0"}) {
+    EXPECT_EQ(parse_count(bad, 9), std::nullopt) << bad;
+  }
+  EXPECT_EQ(parse_count("999999999999999999", 20), 999999999999999999U);
+  EXPECT_EQ(parse_count("1000000000000000000", 20), std::nullopt);  // 19 digits could overflow
+}
+
 TEST(ParsePercent, AcceptsZeroToHundred) {
   for (unsigned v = 0; v <= 100; ++v) {
     EXPECT_EQ(parse_percent(std::to_string(v)), v);
