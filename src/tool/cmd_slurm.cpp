@@ -28,6 +28,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -100,6 +101,12 @@ void resolve_defaults(SlurmArgs& a) {
   if (a.ledger_base.empty()) a.ledger_base = a.config_dir + "/ledger";
 }
 
+/// The job's user and group, as SLURM hands them to the prolog (0 if absent).
+std::pair<uid_t, gid_t> job_owner() {
+  return {static_cast<uid_t>(std::strtoul(env_or("SLURM_JOB_UID", "0").c_str(), nullptr, 10)),
+          static_cast<gid_t>(std::strtoul(env_or("SLURM_JOB_GID", "0").c_str(), nullptr, 10))};
+}
+
 std::string slots_dir(const SlurmArgs& a) { return a.config_dir + "/sm-slots"; }
 std::string board_dir(const SlurmArgs& a) { return a.config_dir + "/board"; }
 
@@ -161,8 +168,7 @@ void schedule_compute(const SlurmArgs& args, const std::string& job_id, const sl
                             "each period and may overlap other jobs'",
                             job_id, e.what()));
     }
-    const uid_t uid = static_cast<uid_t>(std::strtoul(env_or("SLURM_JOB_UID", "0").c_str(), nullptr, 10));
-    const gid_t gid = static_cast<gid_t>(std::strtoul(env_or("SLURM_JOB_GID", "0").c_str(), nullptr, 10));
+    const auto [uid, gid] = job_owner();
     bool board = true;
     try {
       slurm::remove_board_files(board_dir(args), job_id);  // an earlier run's, maybe on other GPUs
@@ -272,8 +278,7 @@ int prolog(const SlurmArgs& args_in) {
           log.error(fmt::format("job {}: {}", job_id, nvml_error));
         }
       }
-      const uid_t uid = static_cast<uid_t>(std::strtoul(env_or("SLURM_JOB_UID", "0").c_str(), nullptr, 10));
-      const gid_t gid = static_cast<gid_t>(std::strtoul(env_or("SLURM_JOB_GID", "0").c_str(), nullptr, 10));
+      const auto [uid, gid] = job_owner();
       try {
         slurm::ensure_config_dir(args.config_dir);
         ledger = slurm::make_ledger_dir(args.ledger_base, job_id, uid, gid);
