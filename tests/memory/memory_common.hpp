@@ -202,6 +202,16 @@ void sleep_ms(double ms);
 /// Milliseconds since an arbitrary start.
 double now_ms();
 
+/// Polls `pred` every millisecond; fails the scenario if it is not true within `timeout_ms`.
+template <typename Pred>
+void wait_until(Pred pred, int timeout_ms, const char* what) {
+  const double deadline = now_ms() + timeout_ms;
+  while (!pred()) {
+    MT_CHECK(now_ms() < deadline, "timed out after %d ms waiting for %s", timeout_ms, what);
+    sleep_ms(1);
+  }
+}
+
 template <typename T>
 T* shared_object() {
   return new (shared_bytes(sizeof(T))) T{};

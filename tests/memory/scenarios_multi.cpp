@@ -502,15 +502,6 @@ int survivor(KillShared* sh, int i) {
   for (;;) ::pause();  // held until killed
 }
 
-template <typename Pred>
-void wait_until(Pred pred, int timeout_ms, const char* what) {
-  const double deadline = now_ms() + timeout_ms;
-  while (!pred()) {
-    MT_CHECK(now_ms() < deadline, "timed out after %d ms waiting for %s", timeout_ms, what);
-    sleep_ms(1);
-  }
-}
-
 }  // namespace
 
 int kill_loop(const Args& a) {

@@ -209,15 +209,6 @@ int survivor(Shared* sh, int i) {
   for (;;) ::pause();
 }
 
-template <typename Pred>
-void wait_until(Pred pred, int timeout_ms, const char* what) {
-  const double deadline = now_ms() + timeout_ms;
-  while (!pred()) {
-    MT_CHECK(now_ms() < deadline, "timed out after %d ms waiting for %s", timeout_ms, what);
-    sleep_ms(1);
-  }
-}
-
 }  // namespace
 
 int chaos(const Args& a) {
