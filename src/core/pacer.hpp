@@ -98,8 +98,8 @@ class StreamPace {
  public:
   static constexpr unsigned kSlots = 8;                        ///< marker ring size
   static constexpr std::int64_t kMaxBacklogNs = 2 * kNsPerMs;  ///< queued work allowed
-  static constexpr std::int64_t kMarkEveryNs = 200'000;        ///< marker at least this often
-  static constexpr std::int64_t kPollEveryNs = 100'000;        ///< look at markers this often
+  static constexpr std::int64_t kMarkEveryNs = 500'000;        ///< marker at least this often
+  static constexpr std::int64_t kPollEveryNs = 250'000;        ///< look at markers this often
   static constexpr unsigned kCostSamples = 4;  ///< the cost is the least of the last samples
 
   /// Records a launch at `now` (after it was submitted).
@@ -115,7 +115,8 @@ class StreamPace {
 
   /// The ring slot for a new marker, or -1 if the ring is full (wait for the oldest first).
   [[nodiscard]] int next_slot() const noexcept;
-  /// The marker in next_slot() was recorded at `now`.
+  /// The marker in next_slot() was recorded at `now`. The caller reports completed markers
+  /// (completed()) just before, so that "the previous marker was still queued" is true.
   void marked(std::int64_t now) noexcept;
 
   /// The oldest outstanding marker's slot, or -1 if none.

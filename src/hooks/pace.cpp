@@ -35,6 +35,10 @@ using core::WindowPacer;
 
 constexpr std::int64_t kMs = core::kNsPerMs;
 constexpr std::int64_t kPollNs = 20'000;            ///< between completion checks while waiting
+/// Waits shorter than this yield instead of sleeping: a sleep, however short, overshoots by
+/// 60-100 us on a VM (timer slack, vCPU wake-up); a drain's length is charged to the job's next
+/// window, and a late wake-up is time lost from it.
+constexpr std::int64_t kSpinNs = 200'000;
 constexpr std::int64_t kSleepChunkNs = 5 * kMs;     ///< longest sleep between looks at the board
 constexpr std::int64_t kStampEveryNs = 5 * kMs;     ///< activity stamps while the job wants the GPU
 constexpr std::int64_t kScanEveryNs = 5 * kMs;      ///< burst mode: how often others are looked for
@@ -119,6 +123,8 @@ struct ThreadPace {
   StreamEntry entries[kStreams];
   std::int64_t last_window[core::kMaxDevices];    ///< window of launches not yet drained, or -1
   std::int64_t expected_idle[core::kMaxDevices];  ///< when those launches should be finished
+  unsigned backlog_waits = 0;       ///< launches held for queued work since the last drain (debug log)
+  std::int64_t backlog_wait_ns = 0; ///< time they were held
 
   /// A fresh thread, or one whose contexts went away: nothing tracked, no launches pending.
   void reset(unsigned new_epoch) noexcept {
@@ -127,6 +133,8 @@ struct ThreadPace {
     std::fill(std::begin(expected_idle), std::end(expected_idle), 0);
     last_ctx = nullptr;
     last_ordinal = -1;
+    backlog_waits = 0;
+    backlog_wait_ns = 0;
     epoch = new_epoch;
   }
 };
@@ -287,6 +295,9 @@ void mark(StreamEntry& e, CUstream stream, std::int64_t now) noexcept {
     e.pace = StreamPace{};
     return;
   }
+  // Look at the markers first: the new one counts as queued straight behind the previous one
+  // (its time a sample of pure GPU work) only if that one has really not completed yet.
+  if (e.pace.outstanding_markers() != 0) poll(e, now);
   const int slot = e.pace.next_slot();
   if (slot < 0) return;
   auto* create = real<Sym::cuEventCreate>();
@@ -334,15 +345,22 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
       }
       break;
     }
-    sleep_ns(kPollNs);
+    if (now - start < kSpinNs) {
+      sched_yield();
+    } else {
+      sleep_ns(kPollNs);
+    }
   }
   if (window == kBurstWindow) return;
   const std::int64_t end = d.drained(window, start, now, now);
   platform::log_debug("pace: window %lld drained in %lld us (stopped %lld us before its end, idle %lld us "
-                      "after), cost/launch %lld ns",
+                      "after), cost/launch %lld ns, %u launches held %lld us for queued work",
                       static_cast<long long>(window), static_cast<long long>((now - start) / 1000),
                       static_cast<long long>((end - start) / 1000), static_cast<long long>((now - end) / 1000),
-                      static_cast<long long>(current != nullptr ? current->pace.cost_per_launch() : -1));
+                      static_cast<long long>(current != nullptr ? current->pace.cost_per_launch() : -1),
+                      tp.backlog_waits, static_cast<long long>(tp.backlog_wait_ns / 1000));
+  tp.backlog_waits = 0;
+  tp.backlog_wait_ns = 0;
 }
 
 /// The thread's launches of an earlier window were never drained (it was busy elsewhere, e.g.
@@ -364,7 +382,12 @@ void wait_for_window(PaceDevice& d, std::int64_t until) noexcept {
   for (std::int64_t now = now_ns(); now < until; now = now_ns()) {
     maybe_stamp(d, now);
     if (d.burst && !contended(d, now)) return;
-    sleep_ns(std::min(until - now, kSleepChunkNs));
+    // Sleep to just before the window opens, then yield: a sleep overshoots by tens of us.
+    if (until - now > kSpinNs) {
+      sleep_ns(std::min(until - now - kSpinNs, kSleepChunkNs));
+    } else {
+      sched_yield();
+    }
   }
 }
 
@@ -412,14 +435,19 @@ PaceTicket pace_before(CUstream stream) noexcept {
   }
   // 2. Queued work under its bound.
   if (e->pace.want_poll(now)) poll(*e, now);
-  for (const std::int64_t start = now; e->pace.must_wait();) {
-    if (now - start > kGiveUpNs) {
-      e->pace.forget_markers();
-      break;
+  if (e->pace.must_wait()) {
+    const std::int64_t start = now;
+    ++tp->backlog_waits;
+    while (e->pace.must_wait()) {
+      if (now - start > kGiveUpNs) {
+        e->pace.forget_markers();
+        break;
+      }
+      sleep_ns(kPollNs);
+      now = now_ns();
+      poll(*e, now);
     }
-    sleep_ns(kPollNs);
-    now = now_ns();
-    poll(*e, now);
+    tp->backlog_wait_ns += now - start;
   }
   t.entry = e;
   t.ordinal = ordinal;
