@@ -88,7 +88,8 @@ DATA = {"secs": SECS, "lib": LIB, "cells": {}, "two_jobs": {}, "shared": {}, "bu
 
 NCPU = os.cpu_count() or 1
 PIN = os.environ.get("SHARE_PIN", "1") != "0" and NCPU >= 6
-BRACKET = ("launch", "train")   # host-bound: bare measured before and after the limits
+BRACKET = ("launch", "train")   # host-bound: bare measured before and after the limits, in rounds
+ROUNDS = max(1, int(os.environ.get("SHARE_ROUNDS", "2")))
 STRIP = ("CUDA_DEVICE_MEMORY_LIMIT", "CUDA_DEVICE_SM_", "SOFTMIG_SM_")
 BASE_ENV = {k: v for k, v in os.environ.items()
             if not k.startswith(STRIP) and k not in ("SLURM_JOB_ID", "LD_PRELOAD", "SOFTMIG_SESSION")}
@@ -100,15 +101,38 @@ def session(name):
     return "cs%d-%s-%d" % (os.getpid(), name, _sessions[0])
 
 
-def env_for(over, board):
-    """over None: bare (no LD_PRELOAD). Else preloaded with these settings on the given board."""
+def is_bare(over):
+    """over None: bare; a dict with "_bare": bare with the load's own settings (SHARE_DUTY)."""
+    return over is None or "_bare" in over
+
+
+def env_for(over, board, prestart=False):
+    """Bare (no LD_PRELOAD) or preloaded with the settings in `over`, on the given board."""
     e = dict(BASE_ENV)
     e["SHARE_WAIT_GO"] = "1"
-    if over is not None:
+    if prestart:
+        e["SHARE_PRESTART"] = "1"
+    if not is_bare(over):
         e["LD_PRELOAD"] = LIB
         e["SOFTMIG_SM_BOARD"] = board
-        e.update(over)
+    e.update({k: v for k, v in (over or {}).items() if not k.startswith("_")})
     return e
+
+
+def cores_for(slot):
+    return {(2 + 2 * slot) % NCPU, (3 + 2 * slot) % NCPU}
+
+
+def pin_all(pid, cores):
+    """Moves every thread of a process to `cores` (new threads inherit it)."""
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                os.sched_setaffinity(int(tid), cores)
+            except OSError:
+                pass
+    except OSError:
+        pass
 
 
 def new_board():
@@ -128,18 +152,22 @@ def progress(msg):
 class Proc:
     """One load process: started with SHARE_WAIT_GO=1, its stdout read without blocking."""
 
-    def __init__(self, tag, load, secs, over, board, slot=0, timeline=False):
+    def __init__(self, tag, load, secs, over, board, slot=0, timeline=False, prestart=False):
         if load == "train":
             argv = [sys.executable, TRAIN, "%g" % secs]
         else:
             argv = [BENCH, load, "%g" % secs] + (["--timeline"] if timeline else [])
         self.tag = tag
-        desc = "bare" if over is None else " ".join("%s=%s" % kv for kv in sorted(over.items()))
+        desc = " ".join(["bare" if is_bare(over) else "preloaded"] +
+                        ["%s=%s" % kv for kv in sorted((over or {}).items()) if not kv[0].startswith("_")])
         RAW.write("== %s: %s %s\n" % (tag, desc, " ".join(argv)))
         RAW.flush()
-        cores = {(2 + 2 * slot) % NCPU, (3 + 2 * slot) % NCPU}
+        # A prestarted process imports its libraries on spare cores while another measures.
+        cores = cores_for(slot + (4 if prestart else 0))
         pin = (lambda: os.sched_setaffinity(0, cores)) if PIN else None
-        self.p = subprocess.Popen(argv, env=env_for(over, board), stdin=subprocess.PIPE,
+        self.prestart = prestart
+        self.slot = slot
+        self.p = subprocess.Popen(argv, env=env_for(over, board, prestart), stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, bufsize=0, start_new_session=True,
                                   preexec_fn=pin)
         self.fd = self.p.stdout.fileno()
@@ -169,6 +197,15 @@ class Proc:
     def value(self, word):
         f = self.first(word)
         return int(f[1]) if f and len(f) > 1 else None
+
+    def claim(self):
+        """A prestarted process's turn: onto its measurement cores, then set up."""
+        if PIN:
+            pin_all(self.p.pid, cores_for(self.slot))
+        try:
+            self.p.stdin.write(b"setup\n")
+        except OSError:
+            pass
 
     def go(self):
         try:
@@ -229,23 +266,65 @@ def over_budget(tag):
     return False
 
 
-def measure(tag, specs):
+PREFETCHED = {}  # tag -> (board, procs): processes started early for that measurement
+
+
+def start_procs(tag, specs, board, prestart=False):
+    procs = []
+    for i, (load, secs, over) in enumerate(specs):
+        try:
+            procs.append(Proc("%s #%d" % (tag, i + 1), load, secs, over, board, slot=i, prestart=prestart))
+        except OSError as e:
+            progress("%s: could not start: %s" % (tag, e))
+            for p in procs:
+                p.finish()
+            return None
+    return procs
+
+
+def prefetch(then):
+    """Starts the processes of the next measurement (tag, specs) if it is a train one: importing
+    torch takes 4-5 s, on spare cores, with no GPU work until claimed."""
+    if not then or any(load != "train" for load, _, _ in then[1]) or then[0] in PREFETCHED:
+        return
+    board = new_board()
+    procs = start_procs(then[0], then[1], board, prestart=True)
+    if procs is None:
+        shutil.rmtree(board, ignore_errors=True)
+        return
+    PREFETCHED[then[0]] = (board, procs)
+
+
+def drop_prefetched():
+    for board, procs in PREFETCHED.values():
+        for p in procs:
+            p.finish()
+        shutil.rmtree(board, ignore_errors=True)
+    PREFETCHED.clear()
+
+
+def measure(tag, specs, then=None):
     """specs: [(load, secs, over)]; all started, released together once all are ready.
+    then: the next measurement (tag, specs), whose processes may be started early.
     Returns one SHARE dict (or None) per process, or None when skipped."""
     if over_budget(tag):
+        drop_prefetched()
         return None
-    board = new_board()
-    procs = []
+    board, procs = PREFETCHED.pop(tag, (None, None))
     try:
-        for i, (load, secs, over) in enumerate(specs):
-            try:
-                procs.append(Proc("%s #%d" % (tag, i + 1), load, secs, over, board, slot=i))
-            except OSError as e:
-                progress("%s: could not start: %s" % (tag, e))
+        if procs is None:
+            board = new_board()
+            procs = start_procs(tag, specs, board)
+            if procs is None:
                 return [None] * len(specs)
+        else:
+            pump(procs, lambda: all(p.first("LOADED") or p.eof for p in procs), time.monotonic() + 90)
+            for p in procs:
+                p.claim()
         pump(procs, lambda: all(p.first("READY") or p.eof for p in procs), time.monotonic() + 90)
         for p in procs:
             p.go()
+        prefetch(then)
         longest = max(s[1] for s in specs)
         if not pump(procs, lambda: all(p.eof for p in procs), time.monotonic() + 3 * longest + 30):
             progress("%s: timed out" % tag)
@@ -273,35 +352,67 @@ def total(outs):
     return r
 
 
+def combine(runs):
+    """One cell from several runs of it: the mean rate (and extras); None if none gave a result."""
+    runs = [r for r in runs if r]
+    if not runs:
+        return None
+    c = {"rate": statistics.mean(r["rate"] for r in runs), "runs": [r["rate"] for r in runs]}
+    for k in ("tflops", "gbps"):
+        if k in runs[0]:
+            c[k] = statistics.mean(r[k] for r in runs)
+    return c
+
+
 def grid(load):
+    """The load's cells. Host-bound loads (BRACKET) vary by 10-25 % from process to process on
+    the VM: with one process they are measured in ROUNDS interleaved rounds, each with its own
+    bare runs before and after, and with the duty-cycle control (the load pausing itself outside
+    its windows, no softmig); a cell is the mean of its rounds, the reference the mean of all bare
+    runs."""
     for nproc in ([1, 2] if load in TWO else [1]):
-        for mode in ["bare"] + LIMITS + (["bare2"] if load in BRACKET else []):
-            tag = "%s x%d %s" % (load, nproc, {"bare": "bare", "bare2": "bare again"}.get(mode, "limit %s" % mode))
-            if mode in ("bare", "bare2"):
-                over = None
-            else:
-                over = {"CUDA_DEVICE_SM_LIMIT": str(mode), "SOFTMIG_SM_POLICY": "strict",
-                        "SOFTMIG_SESSION": session("%s%d" % (load, nproc))}
-            c = total(measure(tag, [(load, SECS, over)] * nproc))
-            cells[(load, nproc, mode)] = c
-            DATA["cells"]["%s x%d %s" % (load, nproc, mode)] = c
+        host = load in BRACKET
+        rounds = ROUNDS if host and nproc == 1 else 1
+        modes = ["bare"]
+        for pct in LIMITS:
+            modes.append(pct)
+            if host and nproc == 1 and pct < 100:
+                modes.append("duty%d" % pct)
+        modes += ["bare2"] if host else []
+        plan = []
+        for rnd in range(rounds):
+            for mode in modes:
+                if mode in ("bare", "bare2"):
+                    over, what = None, "bare" if mode == "bare" else "bare again"
+                elif str(mode).startswith("duty"):
+                    over, what = {"_bare": "1", "SHARE_DUTY": mode[4:]}, "paused outside %s %%" % mode[4:]
+                else:
+                    over = {"CUDA_DEVICE_SM_LIMIT": str(mode), "SOFTMIG_SM_POLICY": "strict",
+                            "SOFTMIG_SESSION": session("%s%d" % (load, nproc))}
+                    what = "limit %s" % mode
+                tag = "%s x%d %s%s" % (load, nproc, what, " (round %d)" % (rnd + 1) if rounds > 1 else "")
+                plan.append((mode, tag, [(load, SECS, over)] * nproc))
+        runs = {}
+        for i, (mode, tag, specs) in enumerate(plan):
+            then = plan[i + 1][1:] if i + 1 < len(plan) else None
+            c = total(measure(tag, specs, then))
+            runs.setdefault("bare" if mode == "bare2" else mode, []).append(c)
             if c:
-                bare = cells.get((load, nproc, "bare"))
-                rel = " relative %.3f" % (c["rate"] / bare["rate"]) if bare and mode in LIMITS else ""
-                progress("%s: %.3f %s%s" % (tag, c["rate"], UNIT[load], rel))
+                progress("%s: %.3f %s" % (tag, c["rate"], UNIT[load]))
+        for mode, rs in runs.items():
+            c = combine(rs)
+            cells[(load, nproc, mode)] = c
+            DATA["cells"]["%s x%d %s" % (load, nproc, mode)] = {"mean": c, "runs": rs}
+        bare = cells.get((load, nproc, "bare"))
+        if bare:
+            progress("%s x%d: %s" % (load, nproc, ", ".join(
+                "%s %.3f" % (m, cells[(load, nproc, m)]["rate"] / bare["rate"])
+                for m in runs if m != "bare" and cells.get((load, nproc, m)))))
 
 
 def bare_ref(load, nproc=1):
-    """The reference: the bare measurement, or the mean of both where the load has two."""
-    runs = [cells.get((load, nproc, m)) for m in ("bare", "bare2")]
-    runs = [c for c in runs if c]
-    if not runs:
-        return None
-    ref = {"rate": statistics.mean(c["rate"] for c in runs), "runs": [c["rate"] for c in runs]}
-    for k in ("tflops", "gbps"):
-        if k in runs[0]:
-            ref[k] = statistics.mean(c[k] for c in runs)
-    return ref
+    """The reference: the mean of the load's bare runs."""
+    return cells.get((load, nproc, "bare"))
 
 
 def bare_rate(load, nproc=1):
@@ -498,6 +609,7 @@ for load in ("graph", "coop", "bandwidth"):
     safely(grid, load)
 DATA["burst"] = burst
 DATA["overhead"] = overhead
+drop_prefetched()
 with open(os.path.join(OUT, "compute_share.json"), "w") as f:
     json.dump(DATA, f, indent=1, sort_keys=True)
 
@@ -522,7 +634,7 @@ def bare_text(load, c):
     if "gbps" in c:
         s += " (%.0f GB/s)" % c["gbps"]
     if len(c.get("runs", [])) > 1:
-        s += ", mean of %s" % " and ".join(human(r) for r in c["runs"])
+        s += ", mean of %s" % ", ".join(human(r) for r in c["runs"])
     return s
 
 
@@ -541,10 +653,11 @@ md.append("")
 md.append("GPU: %s. %g s per measurement, after a 0.3 s warm-up; library `%s`." % (gpu, SECS, LIB))
 md.append("")
 md.append("Relative share = rate with softmig and the limit / rate without softmig, same number of "
-          "processes (2 processes: one job, both started together, rates summed; %s). Bare rate of "
-          "launch and train: mean of a run before and one after the limits. Targets: "
+          "processes (2 processes: one job, both started together, rates summed; %s). Launch and "
+          "train, one process: mean of %d interleaved rounds, against the mean of a bare run before "
+          "and one after each round's limits; two processes: one round. Targets: "
           "|relative - limit| <= 0.05 (matmul 0.02); at 100 %%: >= 0.95 (launch >= 0.98); "
-          "bandwidth is reported only." % ("each process pinned to two cores" if PIN else "not pinned"))
+          "bandwidth is reported only." % ("each process pinned to two cores" if PIN else "not pinned", ROUNDS))
 md.append("")
 md.append("| load | processes | 10 % | 25 % | 50 % | 75 % | 100 % | bare rate |")
 md.append("|---|---|---|---|---|---|---|---|")
@@ -587,6 +700,27 @@ for load in LOADS:
             detail = "%d cells without a result; " % missing + detail
         ok = all_ok
     results.append({"name": "compute share " + load, "ok": ok, "detail": detail})
+
+md.append("")
+md.append("Host-bound loads against the pause control (one process, mean of %d rounds): the same load "
+          "pausing itself outside its windows (SHARE_DUTY, no softmig), i.e. what any time-division "
+          "share can give it on this machine; relative to the same bare runs:" % ROUNDS)
+md.append("")
+md.append("| load | run | 10 % | 25 % | 50 % | 75 % |")
+md.append("|---|---|---|---|---|---|")
+for load in BRACKET:
+    bare = bare_ref(load, 1)
+    for label, prefix in (("softmig", ""), ("paused itself", "duty")):
+        row = [load, label]
+        for pct in LIMITS[:-1]:
+            c = cells.get((load, 1, "%s%d" % (prefix, pct) if prefix else pct))
+            row.append("%.3f" % (c["rate"] / bare["rate"]) if c and bare else "-")
+        md.append("| " + " | ".join(row) + " |")
+    row = [load, "softmig / paused"]
+    for pct in LIMITS[:-1]:
+        a, b = cells.get((load, 1, pct)), cells.get((load, 1, "duty%d" % pct))
+        row.append("%.3f" % (a["rate"] / b["rate"]) if a and b else "-")
+    md.append("| " + " | ".join(row) + " |")
 
 md.append("")
 md.append("Two jobs at 50 % each (phases 0 and 50, strict), together; each job's rate relative to one bare process:")

@@ -22,13 +22,16 @@
 //   TL <ms> <units>        with --timeline: units completed by <ms> after START, about every 20 ms
 //                          and on both sides of any gap over 10 ms between completions
 //   SHARE load=L units=N seconds=S rate=R [extra key=value...]   the last line
-// Environment: SHARE_WAIT_GO (above); SHARE_QUEUE=<batches> overrides the queue depth.
+// Environment: SHARE_WAIT_GO (above); SHARE_QUEUE=<batches> overrides the queue depth;
+// SHARE_DUTY=<percent>: the program pauses itself outside its windows (see Duty), no softmig.
 #include <cooperative_groups.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <sched.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -152,6 +155,34 @@ struct Timeline {
   }
 };
 
+/// SHARE_DUTY=P: the program pauses itself outside the first P % of every 50 ms of
+/// CLOCK_MONOTONIC (the windows softmig gives a job at phase 0), after finishing its queued work,
+/// without softmig. What a host-bound load can do in P % of the time on this machine: the best
+/// any time-division share could deliver to it.
+struct Duty {
+  long long period = 50 * kMs;
+  long long open = 0;  // 0: off
+};
+Duty g_duty;
+
+void duty_wait(cudaStream_t s) {
+  if (g_duty.open == 0) return;
+  long long t = now_ns();
+  if (t % g_duty.period < g_duty.open) return;
+  CK(cudaStreamSynchronize(s));
+  const long long until = (t / g_duty.period + 1) * g_duty.period;
+  const long long spin = 200 * 1000;  // as softmig: sleep to just before the window, then yield
+  while ((t = now_ns()) < until) {
+    if (until - t > spin) {
+      const long long d = std::min(until - t - spin, 5 * kMs);
+      timespec ts{static_cast<time_t>(d / 1000000000LL), static_cast<long>(d % 1000000000LL)};
+      nanosleep(&ts, nullptr);
+    } else {
+      sched_yield();
+    }
+  }
+}
+
 /// Submits batches until `until`; returns the units submitted. Before a batch reuses an event
 /// slot, the batch that used it (depth batches earlier) must have completed.
 long long run_until(const Load& load, cudaStream_t s, std::vector<cudaEvent_t>& ev, long long until,
@@ -165,6 +196,7 @@ long long run_until(const Load& load, cudaStream_t s, std::vector<cudaEvent_t>& 
       tl.observe(now_ns(), completed * load.per_event);
     }
     if (now_ns() >= until) break;
+    duty_wait(s);
     load.submit(load.per_event);
     CK(cudaEventRecord(ev[issued % depth], s));
     ++issued;
@@ -307,6 +339,14 @@ int main(int argc, char** argv) {
     // Completion times must be seen when they happen: at most two batches in flight.
     load.depth = 2;
     if (name == "launch") load.per_event = 64;
+  }
+  if (const char* d = std::getenv("SHARE_DUTY"); d != nullptr && std::atoi(d) > 0 && std::atoi(d) < 100) {
+    g_duty.open = g_duty.period * std::atoi(d) / 100;
+    // Pauses are taken between batches: batches much shorter than a window.
+    if (name == "launch") {
+      load.per_event = 64;
+      load.depth = 64;  // as many launches queued as without pauses
+    }
   }
   std::vector<cudaEvent_t> ev(load.depth);
   for (auto& e : ev) CK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));

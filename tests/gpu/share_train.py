@@ -8,7 +8,10 @@ torch._dynamo, which takes ~5 s on the H100 machine, more than a whole measureme
 Output, as share_bench: READY (only with SHARE_WAIT_GO=1, then one line is read from stdin),
 BEGIN <monotonic ns>, START <monotonic ns>, and last `SHARE load=train units=N seconds=S rate=R`.
 Model, data and five steps are set up before READY (cuBLAS and the allocator warm), so unlike
-share_bench some GPU work happens before BEGIN."""
+share_bench some GPU work happens before BEGIN.
+SHARE_PRESTART=1: after importing torch (no GPU work yet) print LOADED and read one line from
+stdin first (a benchmark can start the next process while another measures).
+SHARE_DUTY=P: pause outside the first P % of every 50 ms, without softmig (as share_bench)."""
 import os
 import sys
 import time
@@ -19,8 +22,30 @@ import torch  # noqa: E402 (the time to import it is reported as import_s)
 T_IMPORTED = time.monotonic()
 
 
+def duty_wait(open_ns, period_ns=50_000_000, spin_ns=200_000):
+    """Outside the window: finish queued work, then sleep to just before the next window."""
+    t = time.monotonic_ns()
+    if t % period_ns < open_ns:
+        return
+    torch.cuda.synchronize()
+    until = (t // period_ns + 1) * period_ns
+    while True:
+        t = time.monotonic_ns()
+        if t >= until:
+            return
+        if until - t > spin_ns:
+            time.sleep(min(until - t - spin_ns, 5_000_000) / 1e9)
+        else:
+            os.sched_yield()
+
+
 def main():
     seconds = float(sys.argv[1])
+    if os.environ.get("SHARE_PRESTART", "0") not in ("", "0"):
+        print("LOADED", flush=True)
+        sys.stdin.readline()
+    duty = int(os.environ.get("SHARE_DUTY", "0") or 0)
+    open_ns = 50_000_000 * duty // 100 if 0 < duty < 100 else 0
     dev = torch.device("cuda", 0)
     torch.manual_seed(0)
     width = 1024
@@ -67,6 +92,8 @@ def main():
     deadline = t0 + int(seconds * 1e9)
     steps = 0
     while time.monotonic_ns() < deadline:
+        if open_ns:
+            duty_wait(open_ns)
         step()
         steps += 1
     torch.cuda.synchronize()
