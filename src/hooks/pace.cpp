@@ -321,9 +321,11 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
   tp.last_window[ordinal] = -1;
   if (current != nullptr && current->pace.unmarked()) mark(*current, stream, now);
   const std::int64_t start = now;
+  bool waited = false;  // the queued work was seen to finish now, not before the first look
   if (g_markers_broken.load(std::memory_order_relaxed)) {
     // Without markers the simplest sound drain: wait for everything in the context.
     if (auto* sync = real<Sym::cuCtxSynchronize>(); sync != nullptr) sync();
+    waited = now_ns() - start > kPollNs;
   }
   for (;;) {
     bool busy = false;
@@ -334,6 +336,7 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
     }
     now = now_ns();
     if (!busy) break;
+    waited = true;
     if (now - start > kGiveUpNs) {
       if (!g_warned_stuck.exchange(true)) {
         platform::log_warning("compute share: queued work did not finish within %lld ms (a kernel "
@@ -352,11 +355,15 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
     }
   }
   if (window == kBurstWindow) return;
-  const std::int64_t end = d.drained(window, start, now, now);
+  // Finished at the first look: the work may have ended long before (a thread that was busy
+  // elsewhere, e.g. waiting for another thread, when its window closed). Charge only what the
+  // queued work's estimate says ran on, never the time the thread spent away.
+  const std::int64_t idle_at = waited ? now : std::min(now, tp.expected_idle[ordinal]);
+  const std::int64_t end = d.drained(window, start, idle_at, now);
   platform::log_debug("pace: window %lld drained in %lld us (stopped %lld us before its end, idle %lld us "
                       "after), cost/launch %lld ns, %u launches held %lld us for queued work",
                       static_cast<long long>(window), static_cast<long long>((now - start) / 1000),
-                      static_cast<long long>((end - start) / 1000), static_cast<long long>((now - end) / 1000),
+                      static_cast<long long>((end - start) / 1000), static_cast<long long>((idle_at - end) / 1000),
                       static_cast<long long>(current != nullptr ? current->pace.cost_per_launch() : -1),
                       tp.backlog_waits, static_cast<long long>(tp.backlog_wait_ns / 1000));
   tp.backlog_waits = 0;
