@@ -9,9 +9,9 @@
 # Environment: SHARE_SECS (seconds per measurement, default 2), SHARE_BUDGET_S (no measurement
 # starts after this many seconds, default 400), SHARE_TWO_PROC_LOADS (loads measured with two
 # processes too, default all), SHARE_PIN=0 (do not pin the load processes to CPU cores).
-# Run time on the H100 machine with the defaults: about 6 minutes (each share_bench measurement
-# ~2.8 s, each train one ~8-10 s: importing torch alone takes 4-5 s); never much over 7 minutes,
-# because of SHARE_BUDGET_S.
+# Run time on the H100 machine with the defaults: about 8.5 minutes (each share_bench measurement
+# ~2.8 s, each train one ~5-6 s, the next one's torch import done meanwhile); never much over
+# 9 minutes, because of SHARE_BUDGET_S. SHARE_ROUNDS: rounds of the host-bound loads (default 2).
 # Each load process is pinned to two cores of its own (the n-th process of a measurement to cores
 # 2n+2 and 2n+3), as a SLURM job is to its cores: the host-bound loads (launch, train) vary
 # between processes by up to ~15 % unpinned. Their bare rate is also measured again after the
@@ -76,7 +76,7 @@ import time
 LIB, BENCH, TRAIN, OUT = sys.argv[1:5]
 BUILD_S = float(sys.argv[5])
 SECS = float(os.environ.get("SHARE_SECS", "2"))
-BUDGET = float(os.environ.get("SHARE_BUDGET_S", "400"))
+BUDGET = float(os.environ.get("SHARE_BUDGET_S", "520"))
 T0 = time.monotonic()
 LOADS = ["matmul", "launch", "train", "graph", "coop", "bandwidth"]
 LIMITS = [10, 25, 50, 75, 100]
