@@ -7,7 +7,7 @@
 #   BUILD_DIR  where share_bench is built (default build-gpu)
 #   OUT_DIR    where compute_share.md, .json and .log go (default $OUT or /tmp/softmig-gpu)
 # Environment: SHARE_SECS (seconds per measurement, default 2), SHARE_BUDGET_S (no measurement
-# starts after this many seconds, default 400), SHARE_TWO_PROC_LOADS (loads measured with two
+# starts after this many seconds, default 520), SHARE_TWO_PROC_LOADS (loads measured with two
 # processes too, default all), SHARE_PIN=0 (do not pin the load processes to CPU cores).
 # Run time on the H100 machine with the defaults: about 8.5 minutes (each share_bench measurement
 # ~2.8 s, each train one ~5-6 s, the next one's torch import done meanwhile); never much over
