@@ -11,6 +11,8 @@
 ///     --ptsz      the _ptsz variant of the launch and of cuStreamSynchronize
 ///     --timeline  also print "TL <ms since START> <launches so far>" every 10 ms
 ///     --capture   launch into streams that are being captured (nothing runs)
+///     --gap US    after each launch, spend US microseconds on the host (asleep), as a thread
+///                 that waits for another one or runs Python between its launches
 ///
 /// Prints "START <CLOCK_MONOTONIC ns>" before the first launch and, at the end,
 ///   PACE launches=<n> gpu_busy_ns=<fake_gpu_busy_ns(0)> wall_ns=<start to last sync> share=<x>
@@ -36,6 +38,7 @@ struct Settings {
   bool ptsz = false;
   bool timeline = false;
   bool capture = false;
+  std::uint64_t gap_ns = 0;
 };
 
 std::uint64_t now_ns() {
@@ -47,14 +50,26 @@ std::uint64_t now_ns() {
 
 [[noreturn]] void usage() {
   victim::fail(
-      "usage: victim_pace <seconds> [threads] [--graph] [--ex] [--coop] [--ptsz] [--timeline]");
+      "usage: victim_pace <seconds> [threads] [--graph] [--ex] [--coop] [--ptsz] [--timeline] "
+      "[--capture] [--gap US]");
 }
 
 Settings parse(const std::vector<std::string>& args) {
   Settings s;
   int positional = 0;
+  bool want_gap = false;
   for (const auto& a : args) {
-    if (a == "--graph") {
+    if (want_gap) {
+      char* end = nullptr;
+      const long us = std::strtol(a.c_str(), &end, 10);
+      if (*end != '\0' || us < 0 || us > 10000000) {
+        usage();
+      }
+      s.gap_ns = static_cast<std::uint64_t>(us) * 1000ULL;
+      want_gap = false;
+    } else if (a == "--gap") {
+      want_gap = true;
+    } else if (a == "--graph") {
       s.mode = Mode::Graph;
     } else if (a == "--ex") {
       s.mode = Mode::Ex;
@@ -85,7 +100,7 @@ Settings parse(const std::vector<std::string>& args) {
       usage();
     }
   }
-  if (positional == 0) {
+  if (positional == 0 || want_gap) {
     usage();
   }
   return s;
@@ -133,6 +148,11 @@ void worker(Shared& sh) {
     const CUresult r = launch_once(sh, stream);
     VICTIM_CHECK(r == CUDA_SUCCESS, "launch %llu failed with %d", sh.launches.load(), r);
     sh.launches.fetch_add(1, std::memory_order_relaxed);
+    if (sh.settings.gap_ns > 0) {
+      const timespec gap{static_cast<time_t>(sh.settings.gap_ns / 1000000000ULL),
+                         static_cast<long>(sh.settings.gap_ns % 1000000000ULL)};
+      ::nanosleep(&gap, nullptr);
+    }
   }
   if (sh.settings.capture) fake_set_capturing(stream, 0);
   const CUresult synced =
