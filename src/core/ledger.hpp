@@ -58,7 +58,10 @@ struct LedgerDevice {
   std::uint64_t peak;           ///< highest `used` seen
   std::uint64_t oom_refusals;   ///< reservations refused because they would pass the limit
   std::uint64_t added;          ///< total of every increase of `used` ever made (wraps modulo 2^64)
-  std::uint64_t reserved[2];
+  /// Thread-time the compute share held the job's launches back, summed over its processes
+  /// (display only, like `peak`). The one field changed without the lock: add_u64().
+  std::uint64_t held_ns;
+  std::uint64_t reserved[1];
 };
 
 struct LedgerSlot {
@@ -211,5 +214,6 @@ class Ledger {
 /// Atomic access to plain 64-bit fields of the shared region.
 inline std::uint64_t load_u64(const std::uint64_t& v) noexcept { return __atomic_load_n(&v, __ATOMIC_ACQUIRE); }
 inline void store_u64(std::uint64_t& v, std::uint64_t x) noexcept { __atomic_store_n(&v, x, __ATOMIC_RELEASE); }
+inline void add_u64(std::uint64_t& v, std::uint64_t x) noexcept { __atomic_fetch_add(&v, x, __ATOMIC_RELAXED); }
 
 }  // namespace softmig::core

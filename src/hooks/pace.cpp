@@ -63,6 +63,7 @@ struct PaceDevice {
   std::atomic<std::int64_t> next_stamp{0};
   std::atomic<std::int64_t> next_scan{0};
   std::atomic<bool> contended{true};
+  GpuState* gpu_state = nullptr;  ///< where held-back time is recorded (nullptr: nowhere)
 
   /// The pacer's decision for a launch at `now` (its lock held, the fast-path bounds updated).
   WindowPacer::Decision admit(std::int64_t now) noexcept {
@@ -196,6 +197,7 @@ PaceDevice* device(int ordinal) noexcept {
   if (GpuState* g = gpu(ordinal)) {
     limit = g->limit;
     uuid = g->uuid;
+    d.gpu_state = g;
   } else {
     limit = s.limits.resolve(ordinal, "");
     platform::log_error("compute share: GPU %d cannot be identified; applying its ordinal/global "
@@ -414,6 +416,8 @@ PaceTicket pace_before(CUstream stream) noexcept {
   PaceDevice* d = device(ordinal);
   if (d == nullptr) return t;
   std::int64_t now = now_ns();
+  const std::int64_t entered = now;
+  bool held = false;
   StreamEntry* e = entry_for(*tp, ctx, stream, ordinal, now);
   maybe_stamp(*d, now);
   // 1. The job's window.
@@ -430,6 +434,7 @@ PaceTicket pace_before(CUstream stream) noexcept {
       const WindowPacer::Decision dec = d->admit(now);
       window = dec.window;
       if (dec.verdict == WindowPacer::Verdict::kWait) {
+        held = true;
         drain(*tp, *d, ordinal, e, stream, now);
         wait_for_window(*d, dec.until);
         now = now_ns();
@@ -440,6 +445,7 @@ PaceTicket pace_before(CUstream stream) noexcept {
     tp->last_window[ordinal] = window;
     break;
   }
+  const std::int64_t window_open = now;
   // 2. Queued work under its bound.
   if (e->pace.want_poll(now)) poll(*e, now);
   if (e->pace.must_wait()) {
@@ -456,6 +462,9 @@ PaceTicket pace_before(CUstream stream) noexcept {
     }
     tp->backlog_wait_ns += now - start;
   }
+  // Time outside the job's windows only: waiting for queued work (step 2) bounds the queue but
+  // does not slow a program down.
+  if (held && d->gpu_state != nullptr) note_held(*d->gpu_state, static_cast<std::uint64_t>(window_open - entered));
   t.entry = e;
   t.ordinal = ordinal;
   t.now = now;

@@ -644,6 +644,14 @@ std::uint64_t job_used_by_uuid(const char* uuid) noexcept {
   return 0;
 }
 
+void note_held(const GpuState& gs, std::uint64_t ns) noexcept {
+  Process& p = g;
+  if (ns == 0 || gs.ledger_dev >= core::kMaxDevices || !p.ledger_ok || p.pid.load(std::memory_order_acquire) != getpid()) {
+    return;
+  }
+  if (core::LedgerRegion* r = p.region.region(); r != nullptr) core::add_u64(r->devices[gs.ledger_dev].held_ns, ns);
+}
+
 bool pid_in_this_job(unsigned pid) noexcept {
   if (pid == static_cast<unsigned>(getpid())) return true;
   const core::JobIdentity& job = platform::job_identity();

@@ -91,6 +91,10 @@ std::uint64_t job_used(const GpuState& g) noexcept;
 /// processes such as nvidia-smi never join the ledger). 0 if there is no ledger.
 std::uint64_t job_used_by_uuid(const char* uuid) noexcept;
 
+/// Adds `ns` of launches held back by the compute share on `g` to the job's ledger (for
+/// `softmig status`). Lock-free; nothing happens without a ledger.
+void note_held(const GpuState& g, std::uint64_t ns) noexcept;
+
 /// True if `pid` belongs to this job (same SLURM job, or a member of this ledger outside SLURM).
 bool pid_in_this_job(unsigned pid) noexcept;
 

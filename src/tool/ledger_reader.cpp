@@ -230,6 +230,7 @@ JobView copy_ledger(const core::LedgerRegion& r, const std::string& path, const 
     g.used = load_u64(dev.used);
     g.peak = load_u64(dev.peak);
     g.oom_refusals = load_u64(dev.oom_refusals);
+    g.held_ns = load_u64(dev.held_ns);
     if (limits) g.sm_percent = limits->resolve(-1, g.uuid).sm_percent;
     for (const Slot& s : slots) {
       const std::uint64_t bytes = s.alloc[d] + s.overhead[d];

@@ -56,6 +56,9 @@ std::string format_prometheus(const Snapshot& s) {
           [](const GpuView& g) { return std::optional<std::uint64_t>(g.oom_refusals); });
   family(out, "softmig_sm_limit_percent", "gauge", "Compute share of the job's slice in percent (100: no limit).");
   per_gpu(out, s, "softmig_sm_limit_percent", [](const GpuView& g) { return g.sm_percent; });
+  family(out, "softmig_compute_throttled_seconds_total", "counter",
+         "Thread-time the compute share held the job's launches back, summed over its processes.");
+  per_gpu(out, s, "softmig_compute_throttled_seconds_total", [](const GpuView& g) { return g.throttled_seconds(); });
   family(out, "softmig_process_memory_bytes", "gauge", "GPU memory a live process of the job holds in bytes.");
   for (const JobView& j : s.jobs) {
     for (const GpuView& g : j.gpus) {

@@ -9,11 +9,12 @@
 ///   softmig_memory_peak_bytes    gauge
 ///   softmig_oom_refusals_total   counter
 ///   softmig_sm_limit_percent     gauge    only where the compute share is known
+///   softmig_compute_throttled_seconds_total counter  thread-time launches were held back by
+///                                          the share; where the share is below 100 % or it held
 ///   softmig_process_memory_bytes gauge    one sample per live process and GPU
 ///   softmig_ledgers              gauge    ledgers read (no labels)
 ///   softmig_ledger_errors        gauge    ledgers found but not readable (no labels)
-/// The delivered compute share and throttled seconds are not exported: the library enforces the
-/// share but does not record them yet.
+/// The delivered compute share is not exported: the library does not measure it yet.
 #pragma once
 
 #include <string>

@@ -17,6 +17,12 @@ std::string sm_text(const std::optional<unsigned>& sm) {
   return fmt::format("{}%", *sm);
 }
 
+std::string throttled_text(const GpuView& g) {
+  const std::optional<double> s = g.throttled_seconds();
+  if (!s) return "n/a";
+  return fmt::format("{:.1f}s", *s);
+}
+
 constexpr std::size_t kSizeW = 10;
 
 }  // namespace
@@ -61,7 +67,7 @@ std::string format_table(const Snapshot& s) {
     }
     for (const GpuView& g : j.gpus) {
       row(j.job, j.owner, g.uuid, g.memory_limit ? human_bytes(*g.memory_limit) : "none", human_bytes(g.used),
-          human_bytes(g.peak), std::to_string(g.oom_refusals), sm_text(g.sm_percent), "n/a", "n/a");
+          human_bytes(g.peak), std::to_string(g.oom_refusals), sm_text(g.sm_percent), "n/a", throttled_text(g));
       for (const ProcessView& p : g.processes) {
         row(fmt::format("  pid {}", p.pid), p.user, "", "", human_bytes(p.bytes()), "", "", "", "", "");
       }
@@ -99,8 +105,9 @@ std::string format_json(const Snapshot& s) {
       gpu["memory_peak_bytes"] = g.peak;
       gpu["oom_refusals"] = g.oom_refusals;
       gpu["sm_limit_percent"] = g.sm_percent ? Json(*g.sm_percent) : Json(nullptr);
-      gpu["delivered_share_percent"] = nullptr;  // not measured until compute shares are enforced
-      gpu["throttled_seconds"] = nullptr;
+      gpu["delivered_share_percent"] = nullptr;  // not measured yet
+      const std::optional<double> held = g.throttled_seconds();
+      gpu["throttled_seconds"] = held ? Json(*held) : Json(nullptr);
       gpu["stale_processes"] = g.stale_processes;
       gpu["stale_bytes"] = g.stale_bytes;
       Json procs = Json::array();

@@ -3,9 +3,10 @@
 /// @brief Pure formatters of `softmig status`: the text table and the JSON document. Golden
 ///        files in src/tool/tests/golden pin both.
 ///
-/// The compute-share columns ("SHARE": the share of the GPU's time the job actually got, and
-/// "THROTTLED": how long it was held back) are printed as "n/a" and written as JSON null until
-/// the library records them in the ledger (it enforces the share, but does not count it yet).
+/// THROTTLED is the thread-time the compute share held the job's launches back, summed over its
+/// processes (seconds; n/a / null for a job without a share that was never held back). SHARE (the
+/// share of the GPU's time the job actually got) is "n/a" / null: the library does not measure
+/// it yet.
 #pragma once
 
 #include <cstdint>

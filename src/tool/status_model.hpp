@@ -31,6 +31,14 @@ struct GpuView {
   std::uint64_t peak = 0;
   std::uint64_t oom_refusals = 0;
   std::optional<unsigned> sm_percent;         ///< nullopt: unknown; 100: no compute limit
+  std::uint64_t held_ns = 0;                  ///< thread-time launches were held back by the share
+
+  /// Seconds launches were held back, where it means something: the job has a compute share
+  /// below 100 %, or it was held back at all. nullopt otherwise.
+  [[nodiscard]] std::optional<double> throttled_seconds() const {
+    if (held_ns == 0 && !(sm_percent && *sm_percent < 100)) return std::nullopt;
+    return static_cast<double>(held_ns) / 1e9;
+  }
   std::vector<ProcessView> processes;         ///< live processes holding bytes on this GPU, by pid
   unsigned stale_processes = 0;               ///< dead processes whose bytes are not reaped yet
   std::uint64_t stale_bytes = 0;              ///< their bytes (part of `used` until reaped)

@@ -51,7 +51,8 @@ TEST(LedgerLayout, SizesAndOffsetsArePinned) {
   EXPECT_EQ(offsetof(LedgerDevice, peak), 64U);
   EXPECT_EQ(offsetof(LedgerDevice, oom_refusals), 72U);
   EXPECT_EQ(offsetof(LedgerDevice, added), 80U);  // was reserved[0]: zero in older files
-  EXPECT_EQ(offsetof(LedgerDevice, reserved), 88U);
+  EXPECT_EQ(offsetof(LedgerDevice, held_ns), 88U);  // was reserved[0]: zero in older files
+  EXPECT_EQ(offsetof(LedgerDevice, reserved), 96U);
 
   EXPECT_EQ(sizeof(LedgerSlot), 320U);
   EXPECT_EQ(offsetof(LedgerSlot, pid), 0U);

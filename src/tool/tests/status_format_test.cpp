@@ -40,6 +40,7 @@ Snapshot sample() {
   g.peak = 11 * kGiB;
   g.oom_refusals = 3;
   g.sm_percent = 25;
+  g.held_ns = 12'345'678'901;  // 12.3 s held back by the compute share
   g.processes = {ProcessView{31337, 1001, "alice", 2 * kGiB, 300 * kMiB},
                  ProcessView{31338, 1001, "alice", 1 * kGiB, 300 * kMiB}};
   a.gpus.push_back(g);

@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -135,7 +136,7 @@ TEST_F(StatusWithVictims, JsonNumbersAreWhatTheVictimsAllocated) {
   EXPECT_EQ(ga.at("sm_limit_percent"), 50);
   EXPECT_EQ(ga.at("oom_refusals"), 0);
   EXPECT_TRUE(ga.at("delivered_share_percent").is_null());
-  EXPECT_TRUE(ga.at("throttled_seconds").is_null());
+  EXPECT_EQ(ga.at("throttled_seconds"), 0.0);  // a share, but no launch was ever held back
   ASSERT_EQ(ga.at("processes").size(), 2U);
   const Json* p0 = find_process(ga, pid(0));
   const Json* p1 = find_process(ga, pid(1));
@@ -162,11 +163,44 @@ TEST_F(StatusWithVictims, JsonNumbersAreWhatTheVictimsAllocated) {
   EXPECT_LE(gb.at("oom_refusals").get<std::uint64_t>(), 2U);
   EXPECT_EQ(gb.at("oom_refusals"), ledger_oom_refusals(b.at("ledger")));
   EXPECT_EQ(gb.at("sm_limit_percent"), 100);
+  EXPECT_TRUE(gb.at("throttled_seconds").is_null());  // no share: nothing to hold back
   ASSERT_EQ(gb.at("processes").size(), 1U);
   const Json* p2 = find_process(gb, pid(2));
   ASSERT_NE(p2, nullptr);
   EXPECT_EQ(p2->at("alloc_bytes"), 1 * kGiB);
   EXPECT_EQ(gb.at("memory_used_bytes"), 1 * kGiB + kContextBytes);
+}
+
+TEST_F(StatusWithVictims, ThrottledSecondsAreTheTimeTheShareHeldLaunchesBack) {
+  // A process that launches 1 ms kernels (fake GPU time) as fast as it can for 0.8 s with a 25 %
+  // share: its launches wait for its window about three quarters of the time (and its last one
+  // may wait up to 37.5 ms past the 0.8 s). Its ledger goes to
+  // a directory of its own, so the other tests' job counts stay as they are.
+  const std::string xdg = dir_->path() + "/xdg-paced";
+  std::filesystem::create_directory(xdg);
+  chmod(xdg.c_str(), 0700);
+  const RunResult v = run({VICTIM_PACE_PATH, "0.8"},
+                          {"LD_PRELOAD=" SOFTMIG_LIBRARY_PATH, "LD_LIBRARY_PATH=" SOFTMIG_FAKE_DIR,
+                           "SOFTMIG_FAKE_KERNEL_NS=1ms", "CUDA_DEVICE_SM_LIMIT=25", "SOFTMIG_SESSION=tooltest-paced",
+                           "XDG_RUNTIME_DIR=" + xdg, "-SLURM_JOB_ID", "-SLURM_ARRAY_TASK_ID", "-SLURM_TMPDIR",
+                           "-CUDA_VISIBLE_DEVICES", "-CUDA_DEVICE_MEMORY_LIMIT", "-CUDA_DEVICE_SM_LIMIT_0",
+                           "-SOFTMIG_SM_POLICY", "-SOFTMIG_SM_BOARD"},
+                          30000);
+  ASSERT_EQ(v.exit_code, 0) << v.out << v.err;
+  const RunResult r = tool({"status", "--json", "--ledger", xdg + "/softmig"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json doc = Json::parse(r.out);
+  ASSERT_EQ(doc.at("jobs").size(), 1U) << r.out;
+  ASSERT_EQ(doc["jobs"][0].at("gpus").size(), 1U) << r.out;
+  const Json& g = doc["jobs"][0]["gpus"][0];
+  // (Its share is not known any more: outside SLURM it is read from a live process's environment.)
+  const double held = g.at("throttled_seconds").get<double>();
+  EXPECT_GE(held, 0.3) << r.out;
+  EXPECT_LE(held, 0.85) << r.out;
+  const RunResult t = tool({"status", "--ledger", xdg + "/softmig"});
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1fs", held);
+  EXPECT_NE(t.out.find(text), std::string::npos) << t.out;
 }
 
 TEST_F(StatusWithVictims, DiscoveryFindsBothSessionsWithoutLedgerFlag) {
