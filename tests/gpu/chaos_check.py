@@ -14,6 +14,8 @@ import time
 
 import pynvml
 
+from common import session_ledger_path
+
 MiB = 1 << 20
 lib = sys.argv[1]
 kills_wanted = int(sys.argv[2]) if len(sys.argv) > 2 else 100
@@ -55,9 +57,7 @@ sys.stdin.read()
 
 
 def ledger_path():
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    d = os.path.join(base, "softmig") if base and os.path.isdir(base) else "/tmp/softmig-%d" % os.geteuid()
-    return os.path.join(d, "cudevshr.cache.session-" + session)
+    return session_ledger_path(session)
 
 
 def ledger_live(uuid):

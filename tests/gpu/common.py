@@ -47,6 +47,13 @@ MiB = 1 << 20
 GiB = 1 << 30
 
 
+def session_ledger_path(session):
+    """The ledger the library keeps for SOFTMIG_SESSION=`session` outside SLURM."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    d = os.path.join(base, "softmig") if base and os.path.isdir(base) else "/tmp/softmig-%d" % os.geteuid()
+    return os.path.join(d, "cudevshr.cache.session-" + session)
+
+
 def limit_bytes():
     v = os.environ.get("CUDA_DEVICE_MEMORY_LIMIT")
     if not v:

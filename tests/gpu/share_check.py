@@ -9,7 +9,7 @@ import time
 
 import pynvml
 
-from common import MiB
+from common import MiB, session_ledger_path
 
 lib = sys.argv[1]
 here = os.path.dirname(os.path.abspath(__file__))
@@ -31,9 +31,7 @@ def hold(mib):
 
 
 def ledger_path():
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    d = os.path.join(base, "softmig") if base and os.path.isdir(base) else "/tmp/softmig-%d" % os.geteuid()
-    return os.path.join(d, "cudevshr.cache.session-" + session)
+    return session_ledger_path(session)
 
 
 def ledger_devices(path):

@@ -10,6 +10,8 @@ of the job. Needs torch and pynvml; run from a GPU machine (docs/reliability.md)
 import mmap, os, struct, subprocess, sys, time
 import pynvml
 
+from common import session_ledger_path  # tests/gpu (PYTHONPATH)
+
 lib, label = sys.argv[1], sys.argv[2]
 session = "edit-%s-%d" % (label, os.getpid())
 env = dict(os.environ, LD_PRELOAD=lib, CUDA_DEVICE_MEMORY_LIMIT="4G", SOFTMIG_SESSION=session)
@@ -33,9 +35,7 @@ def start(mib):
     return p, p.stdout.readline().strip()
 
 def ledger_path():
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    d = os.path.join(base, "softmig") if base and os.path.isdir(base) else "/tmp/softmig-%d" % os.geteuid()
-    return os.path.join(d, "cudevshr.cache.session-" + session)
+    return session_ledger_path(session)
 
 def zero(pid):
     with open(ledger_path(), "r+b") as f:
