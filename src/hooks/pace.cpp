@@ -127,6 +127,12 @@ struct ThreadPace {
   unsigned backlog_waits = 0;       ///< launches held for queued work since the last drain (debug log)
   std::int64_t backlog_wait_ns = 0; ///< time they were held
 
+  /// When the thread's launches on `ordinal` should have finished, as far as known at `now`
+  /// (what a window is charged when the thread did not see its work end).
+  [[nodiscard]] std::int64_t estimated_idle(int ordinal, std::int64_t now) const noexcept {
+    return std::min(expected_idle[ordinal], now);
+  }
+
   /// A fresh thread, or one whose contexts went away: nothing tracked, no launches pending.
   void reset(unsigned new_epoch) noexcept {
     for (StreamEntry& entry : entries) entry = StreamEntry{};
@@ -360,7 +366,7 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
   // Finished at the first look: the work may have ended long before (a thread that was busy
   // elsewhere, e.g. waiting for another thread, when its window closed). Charge only what the
   // queued work's estimate says ran on, never the time the thread spent away.
-  const std::int64_t idle_at = waited ? now : std::min(now, tp.expected_idle[ordinal]);
+  const std::int64_t idle_at = waited ? now : tp.estimated_idle(ordinal, now);
   const std::int64_t end = d.drained(window, start, idle_at, now);
   platform::log_debug("pace: window %lld drained in %lld us (stopped %lld us before its end, idle %lld us "
                       "after), cost/launch %lld ns, %u launches held %lld us for queued work",
@@ -379,7 +385,7 @@ void settle_undrained(ThreadPace& tp, PaceDevice& d, int ordinal, std::int64_t n
   const std::int64_t window = tp.last_window[ordinal];
   tp.last_window[ordinal] = -1;
   if (window < 0) return;
-  const std::int64_t idle = std::min(tp.expected_idle[ordinal], now);
+  const std::int64_t idle = tp.estimated_idle(ordinal, now);
   const std::int64_t end = d.drained(window, /*stopped_at=*/INT64_MAX, idle, now);  // no drain sample
   platform::log_debug("pace: window %lld left undrained; charged %lld us past its end", static_cast<long long>(window),
                       static_cast<long long>((idle - end) / 1000));
