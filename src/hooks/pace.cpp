@@ -39,6 +39,9 @@ constexpr std::int64_t kPollNs = 20'000;            ///< between completion chec
 /// 60-100 us on a VM (timer slack, vCPU wake-up); a drain's length is charged to the job's next
 /// window, and a late wake-up is time lost from it.
 constexpr std::int64_t kSpinNs = 200'000;
+/// A marker recorded behind no work still takes ~10-30 us to complete (on a VM, at times more):
+/// a drain's own marker that completes within this much did not follow work still running.
+constexpr std::int64_t kFreshMarkerNs = 100'000;
 constexpr std::int64_t kSleepChunkNs = 5 * kMs;     ///< longest sleep between looks at the board
 constexpr std::int64_t kStampEveryNs = 5 * kMs;     ///< activity stamps while the job wants the GPU
 constexpr std::int64_t kScanEveryNs = 5 * kMs;      ///< burst mode: how often others are looked for
@@ -327,14 +330,22 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
   const std::int64_t window = tp.last_window[ordinal];
   if (window == -1) return;
   tp.last_window[ordinal] = -1;
-  if (current != nullptr && current->pace.unmarked()) mark(*current, stream, now);
   const std::int64_t start = now;
-  bool waited = false;  // the queued work was seen to finish now, not before the first look
+  // Whether the queued work was seen to finish now rather than before the first look: markers
+  // recorded before the drain and still outstanding at once, or the drain's own marker behind
+  // the last launches still outstanding after an event's usual delay.
+  bool waited = false;
   if (g_markers_broken.load(std::memory_order_relaxed)) {
     // Without markers the simplest sound drain: wait for everything in the context.
     if (auto* sync = real<Sym::cuCtxSynchronize>(); sync != nullptr) sync();
     waited = now_ns() - start > kPollNs;
   }
+  for (StreamEntry& e : tp.entries) {
+    if (!e.used || e.ordinal != ordinal) continue;
+    poll(e, now);
+    waited = waited || e.pace.outstanding_markers() != 0;
+  }
+  if (current != nullptr && current->pace.unmarked()) mark(*current, stream, now);
   for (;;) {
     bool busy = false;
     for (StreamEntry& e : tp.entries) {
@@ -344,7 +355,7 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
     }
     now = now_ns();
     if (!busy) break;
-    waited = true;
+    waited = waited || now - start > kFreshMarkerNs;
     if (now - start > kGiveUpNs) {
       if (!g_warned_stuck.exchange(true)) {
         platform::log_warning("compute share: queued work did not finish within %lld ms (a kernel "

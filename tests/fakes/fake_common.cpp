@@ -93,6 +93,7 @@ Config load_config() {
   }
   cfg.kernel_ns = duration_from_env("SOFTMIG_FAKE_KERNEL_NS", 0);
   cfg.launch_host_ns = duration_from_env("SOFTMIG_FAKE_LAUNCH_HOST_NS", 0);
+  cfg.event_ns = duration_from_env("SOFTMIG_FAKE_EVENT_NS", 0);
   const std::uint64_t graph_default =
       cfg.kernel_ns > UINT64_MAX / kGraphKernels ? UINT64_MAX : cfg.kernel_ns * kGraphKernels;
   cfg.graph_ns = duration_from_env("SOFTMIG_FAKE_GRAPH_NS", graph_default);

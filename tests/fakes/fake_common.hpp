@@ -29,6 +29,7 @@ struct Config {
   std::uint64_t graph_ns = 0;               ///< GPU time of one graph launch
   std::uint64_t queue_depth = 0;            ///< pending launches per device before one blocks
   std::uint64_t launch_host_ns = 0;         ///< host time one launch call takes (busy wait)
+  std::uint64_t event_ns = 0;               ///< an event recorded on an idle device completes this late
 };
 
 /// The configuration; a malformed variable aborts the process with a message on stderr, because a

@@ -30,10 +30,12 @@
  *                               queue. Default 1024; 0 = unbounded.
  *   SOFTMIG_FAKE_LAUNCH_HOST_NS host time every launch call takes (a busy wait, like the few
  *                               microseconds a real launch costs). Default 0.
+ *   SOFTMIG_FAKE_EVENT_NS       how late an event recorded behind no work completes (a real GPU
+ *                               takes ~10-30 us to reach and write it). Default 0.
  * The model: each device has one timeline per process on which the work of all streams runs
  * serially in submission order (CLOCK_MONOTONIC): a launch submitted at `now` completes at
  * busy_until = max(now, busy_until) + duration. cuEventRecord stamps the event with
- * max(now, busy_until) of the stream's device; cuEventQuery is CUDA_ERROR_NOT_READY (600) until
+ * max(now + EVENT_NS, busy_until) of the stream's device; cuEventQuery is CUDA_ERROR_NOT_READY (600) until
  * then (CUDA_SUCCESS for an event never recorded, as the driver documents); cuEventElapsedTime(_v2)
  * gives the difference of the stamps (NOT_READY while either is pending, INVALID_HANDLE if either
  * is unknown, never recorded or created with CU_EVENT_DISABLE_TIMING). cuStreamSynchronize(_ptsz),

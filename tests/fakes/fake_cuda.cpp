@@ -1100,7 +1100,8 @@ CUresult event_record(CUevent handle, CUstream stream) {
     return CUDA_SUCCESS;  // becomes a node of the graph being captured; the event is untouched
   }
   e->recorded = true;
-  e->stamp = work_done_at(d, work_phys(stream, ctx));
+  // Even behind no work, a real event takes a little while to be reached and written.
+  e->stamp = std::max(work_done_at(d, work_phys(stream, ctx)), now_ns() + config().event_ns);
   return CUDA_SUCCESS;
 }
 

@@ -13,6 +13,7 @@
 ///     --capture   launch into streams that are being captured (nothing runs)
 ///     --gap US    after each launch, spend US microseconds on the host (asleep), as a thread
 ///                 that waits for another one or runs Python between its launches
+///     --burst N   with --gap: N launches back to back before each gap (default 1)
 ///
 /// Prints "START <CLOCK_MONOTONIC ns>" before the first launch and, at the end,
 ///   PACE launches=<n> gpu_busy_ns=<fake_gpu_busy_ns(0)> wall_ns=<start to last sync> share=<x>
@@ -39,6 +40,7 @@ struct Settings {
   bool timeline = false;
   bool capture = false;
   std::uint64_t gap_ns = 0;
+  int burst = 1;
 };
 
 std::uint64_t now_ns() {
@@ -51,24 +53,31 @@ std::uint64_t now_ns() {
 [[noreturn]] void usage() {
   victim::fail(
       "usage: victim_pace <seconds> [threads] [--graph] [--ex] [--coop] [--ptsz] [--timeline] "
-      "[--capture] [--gap US]");
+      "[--capture] [--gap US] [--burst N]");
 }
 
 Settings parse(const std::vector<std::string>& args) {
   Settings s;
   int positional = 0;
   bool want_gap = false;
+  bool want_burst = false;
   for (const auto& a : args) {
-    if (want_gap) {
+    if (want_gap || want_burst) {
       char* end = nullptr;
-      const long us = std::strtol(a.c_str(), &end, 10);
-      if (*end != '\0' || us < 0 || us > 10000000) {
+      const long n = std::strtol(a.c_str(), &end, 10);
+      if (*end != '\0' || n < (want_gap ? 0 : 1) || n > 10000000) {
         usage();
       }
-      s.gap_ns = static_cast<std::uint64_t>(us) * 1000ULL;
-      want_gap = false;
+      if (want_gap) {
+        s.gap_ns = static_cast<std::uint64_t>(n) * 1000ULL;
+      } else {
+        s.burst = static_cast<int>(n);
+      }
+      want_gap = want_burst = false;
     } else if (a == "--gap") {
       want_gap = true;
+    } else if (a == "--burst") {
+      want_burst = true;
     } else if (a == "--graph") {
       s.mode = Mode::Graph;
     } else if (a == "--ex") {
@@ -100,7 +109,7 @@ Settings parse(const std::vector<std::string>& args) {
       usage();
     }
   }
-  if (positional == 0 || want_gap) {
+  if (positional == 0 || want_gap || want_burst) {
     usage();
   }
   return s;
@@ -144,11 +153,13 @@ void worker(Shared& sh) {
   CUstream stream = nullptr;
   victim::expect_cu("cuStreamCreate", cuStreamCreate(&stream, 0));
   if (sh.settings.capture) fake_set_capturing(stream, 1);
+  int in_burst = 0;
   while (now_ns() < sh.deadline) {
     const CUresult r = launch_once(sh, stream);
     VICTIM_CHECK(r == CUDA_SUCCESS, "launch %llu failed with %d", sh.launches.load(), r);
     sh.launches.fetch_add(1, std::memory_order_relaxed);
-    if (sh.settings.gap_ns > 0) {
+    if (sh.settings.gap_ns > 0 && ++in_burst == sh.settings.burst) {
+      in_burst = 0;
       const timespec gap{static_cast<time_t>(sh.settings.gap_ns / 1000000000ULL),
                          static_cast<long>(sh.settings.gap_ns % 1000000000ULL)};
       ::nanosleep(&gap, nullptr);
