@@ -39,9 +39,6 @@ constexpr std::int64_t kPollNs = 20'000;            ///< between completion chec
 /// 60-100 us on a VM (timer slack, vCPU wake-up); a drain's length is charged to the job's next
 /// window, and a late wake-up is time lost from it.
 constexpr std::int64_t kSpinNs = 200'000;
-/// A marker recorded behind no work still takes ~10-30 us to complete (on a VM, at times more):
-/// a drain's own marker that completes within this much did not follow work still running.
-constexpr std::int64_t kFreshMarkerNs = 100'000;
 constexpr std::int64_t kSleepChunkNs = 5 * kMs;     ///< longest sleep between looks at the board
 constexpr std::int64_t kStampEveryNs = 5 * kMs;     ///< activity stamps while the job wants the GPU
 constexpr std::int64_t kScanEveryNs = 5 * kMs;      ///< burst mode: how often others are looked for
@@ -331,20 +328,20 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
   if (window == -1) return;
   tp.last_window[ordinal] = -1;
   const std::int64_t start = now;
-  // Whether the queued work was seen to finish now rather than before the first look: markers
-  // recorded before the drain and still outstanding at once, or the drain's own marker behind
-  // the last launches still outstanding after an event's usual delay.
-  bool waited = false;
+  // The work was seen still running at the first look (a marker recorded before the drain was
+  // outstanding, or the context took a while to synchronise): it ran on until it was seen done.
+  bool running = false;
   if (g_markers_broken.load(std::memory_order_relaxed)) {
     // Without markers the simplest sound drain: wait for everything in the context.
     if (auto* sync = real<Sym::cuCtxSynchronize>(); sync != nullptr) sync();
-    waited = now_ns() - start > kPollNs;
+    running = now_ns() - start > kPollNs;
   }
   for (StreamEntry& e : tp.entries) {
     if (!e.used || e.ordinal != ordinal) continue;
     poll(e, now);
-    waited = waited || e.pace.outstanding_markers() != 0;
+    running = running || e.pace.outstanding_markers() != 0;
   }
+  // The last launches, which no marker follows yet, get one now.
   if (current != nullptr && current->pace.unmarked()) mark(*current, stream, now);
   for (;;) {
     bool busy = false;
@@ -355,7 +352,6 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
     }
     now = now_ns();
     if (!busy) break;
-    waited = waited || now - start > kFreshMarkerNs;
     if (now - start > kGiveUpNs) {
       if (!g_warned_stuck.exchange(true)) {
         platform::log_warning("compute share: queued work did not finish within %lld ms (a kernel "
@@ -374,10 +370,11 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
     }
   }
   if (window == kBurstWindow) return;
-  // Finished at the first look: the work may have ended long before (a thread that was busy
-  // elsewhere, e.g. waiting for another thread, when its window closed). Charge only what the
-  // queued work's estimate says ran on, never the time the thread spent away.
-  const std::int64_t idle_at = waited ? now : tp.estimated_idle(ordinal, now);
+  // Otherwise the work may have ended long before (the thread was busy elsewhere, e.g. waiting
+  // for another thread, when its window closed): it is charged what the queued work's estimate
+  // says ran on, plus the time the drain's own marker took (an event behind no work takes
+  // ~10-30 us, at times far more; what it waited behind ran now), never the time away.
+  const std::int64_t idle_at = running ? now : std::min(now, tp.estimated_idle(ordinal, now) + (now - start));
   const std::int64_t end = d.drained(window, start, idle_at, now);
   platform::log_debug("pace: window %lld drained in %lld us (stopped %lld us before its end, idle %lld us "
                       "after), cost/launch %lld ns, %u launches held %lld us for queued work",
