@@ -47,11 +47,13 @@ WindowPacer::Decision WindowPacer::admit(std::int64_t now) noexcept {
 void WindowPacer::drained(std::int64_t window, std::int64_t stopped_at, std::int64_t idle_at,
                           std::int64_t now) noexcept {
   const std::int64_t end = s_.end(window);
-  // Only a thread stopped by the early close tells how long queued work takes after a stop.
-  // (Learning also from threads refused just after the end made several threads of one
-  // process, each waiting behind the others' work, close far too early: tests/compute.)
-  if (stopped_at <= end) {
-    // How long queued work ran on after launches stopped: close that much earlier next time.
+  // How long queued work ran on after launches stopped: close that much earlier next time. One
+  // sample per window, from the first thread to report that was stopped by the close or while
+  // its launches were running into the end. (Threads refused long after the end were busy
+  // elsewhere; and several threads of one process, each waiting behind the others' work, each
+  // adding their wait, made it close far too early: tests/compute.)
+  if (stopped_at <= end + kMaxBacklogNs && window != learn_window_) {
+    learn_window_ = window;
     const std::int64_t sample = std::max<std::int64_t>(idle_at - stopped_at, 0);
     drain_est_ = std::min((3 * drain_est_ + sample) / 4, s_.window_ns());
   }

@@ -27,6 +27,9 @@ inline constexpr std::int64_t kNsPerMs = 1'000'000;
 inline constexpr std::int64_t kDefaultPeriodNs = 50 * kNsPerMs;
 inline constexpr std::int64_t kMinPeriodNs = 10 * kNsPerMs;
 inline constexpr std::int64_t kMaxPeriodNs = 1000 * kNsPerMs;
+/// Queued GPU work a thread may have (StreamPace); also how long after a window's end a refusal
+/// still counts as stopping launches that ran into it (WindowPacer).
+inline constexpr std::int64_t kMaxBacklogNs = 2 * kNsPerMs;
 
 /// When a job may use one GPU: the window [start(k), start(k) + window_ns()) of every period k.
 struct ShareSchedule {
@@ -90,6 +93,7 @@ class WindowPacer {
   bool admitted_ = false;        ///< the current window admitted a launch
   std::int64_t spill_window_ = -1;
   std::int64_t spill_max_ = 0;
+  std::int64_t learn_window_ = -1;  ///< the window the drain estimate last learned from
 };
 
 /// Bounds the work a thread has queued on one stream, from completion markers.
@@ -97,7 +101,7 @@ class WindowPacer {
 class StreamPace {
  public:
   static constexpr unsigned kSlots = 8;                        ///< marker ring size
-  static constexpr std::int64_t kMaxBacklogNs = 2 * kNsPerMs;  ///< queued work allowed
+  static constexpr std::int64_t kMaxBacklogNs = core::kMaxBacklogNs;  ///< queued work allowed
   static constexpr std::int64_t kMarkEveryNs = 500'000;        ///< marker at least this often
   static constexpr std::int64_t kPollEveryNs = 250'000;        ///< look at markers this often
   static constexpr unsigned kCostSamples = 4;  ///< the cost is the least of the last samples

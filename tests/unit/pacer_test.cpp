@@ -207,6 +207,24 @@ TEST(WindowPacer, SpillBecomesDebtAndEarlierClosing) {
   EXPECT_GT(p.drain_estimate(), 0);
 }
 
+TEST(WindowPacer, LearnsToCloseEarlyFromAThreadRefusedJustAfterTheEnd) {
+  // A real thread is rarely refused exactly at the end: it was in a launch or waiting for queued
+  // work when the window closed. Its queue running 3 ms past the end must still teach the close.
+  WindowPacer p(ShareSchedule{50 * kMs, 20, 0});
+  for (int k = 0; k < 8; ++k) {
+    const std::int64_t end = k * 50 * kMs + 10 * kMs;
+    ASSERT_EQ(p.admit(end - 5 * kMs).verdict, WindowPacer::Verdict::kGo) << "window " << k;
+    const std::int64_t stopped = std::max(end, p.go_until()) + 300 * kUs;
+    p.drained(k, stopped, stopped + 3 * kMs, stopped + 3 * kMs);
+  }
+  EXPECT_GT(p.drain_estimate(), 2 * kMs);
+  // A thread refused long after the end (busy elsewhere) teaches nothing.
+  const std::int64_t before = p.drain_estimate();
+  ASSERT_EQ(p.admit(8 * 50 * kMs + 6 * kMs).verdict, WindowPacer::Verdict::kGo);
+  p.drained(8, 8 * 50 * kMs + 30 * kMs, 8 * 50 * kMs + 40 * kMs, 8 * 50 * kMs + 40 * kMs);
+  EXPECT_EQ(p.drain_estimate(), before);
+}
+
 TEST(WindowPacer, AWindowAlwaysAdmitsItsFirstLaunch) {
   WindowPacer p(ShareSchedule{50 * kMs, 10, 0});
   // Kernels far longer than the 5 ms window teach it to close at once...
