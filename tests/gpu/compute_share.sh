@@ -8,14 +8,16 @@
 #   OUT_DIR    where compute_share.md, .json and .log go (default $OUT or /tmp/softmig-gpu)
 # Environment: SHARE_SECS (seconds per measurement, default 2), SHARE_BUDGET_S (no measurement
 # starts after this many seconds, default 520), SHARE_TWO_PROC_LOADS (loads measured with two
-# processes too, default all), SHARE_PIN=0 (do not pin the load processes to CPU cores).
-# Run time on the H100 machine with the defaults: about 8.5 minutes (each share_bench measurement
-# ~2.8 s, each train one ~5-6 s, the next one's torch import done meanwhile); never much over
-# 9 minutes, because of SHARE_BUDGET_S. SHARE_ROUNDS: rounds of the host-bound loads (default 2).
+# processes too, default all), SHARE_PIN=0 (do not pin the load processes to CPU cores),
+# SHARE_LOADS (loads of the grid, default all), SHARE_PARTS (default "grid two_jobs busy burst").
+# Host-bound loads (launch, train): SHARE_ROUNDS (default 4) rounds of SHARE_TURN_SECS (default 1)
+# turns, see served_grid().
+# Run time on the H100 machine with the defaults: about 8.5 minutes; never much over 9 minutes,
+# because of SHARE_BUDGET_S.
 # Each load process is pinned to two cores of its own (the n-th process of a measurement to cores
-# 2n+2 and 2n+3), as a SLURM job is to its cores: the host-bound loads (launch, train) vary
-# between processes by up to ~15 % unpinned. Their bare rate is also measured again after the
-# limits, and the mean of the two is the reference.
+# 2n+2 and 2n+3), as a SLURM job is to its cores: the host-bound loads vary between processes by
+# up to ~15 % unpinned, and over seconds by up to 25 % on this VM, so they are measured in short
+# turns of processes that stay up, interleaved with bare turns.
 #
 # Loads: tests/gpu/share_bench.cu (matmul, launch, graph, coop, bandwidth) and
 # tests/gpu/share_train.py (train). Measured:
@@ -79,6 +81,8 @@ SECS = float(os.environ.get("SHARE_SECS", "2"))
 BUDGET = float(os.environ.get("SHARE_BUDGET_S", "520"))
 T0 = time.monotonic()
 LOADS = ["matmul", "launch", "train", "graph", "coop", "bandwidth"]
+GRID = [l for l in os.environ.get("SHARE_LOADS", " ".join(LOADS)).split() if l in LOADS]
+PARTS = os.environ.get("SHARE_PARTS", "grid two_jobs busy burst").split()
 LIMITS = [10, 25, 50, 75, 100]
 TWO = [l for l in os.environ.get("SHARE_TWO_PROC_LOADS", " ".join(LOADS)).split() if l in LOADS]
 UNIT = {"matmul": "GEMM/s", "launch": "launches/s", "train": "steps/s", "graph": "graphs/s",
@@ -88,8 +92,10 @@ DATA = {"secs": SECS, "lib": LIB, "cells": {}, "two_jobs": {}, "shared": {}, "bu
 
 NCPU = os.cpu_count() or 1
 PIN = os.environ.get("SHARE_PIN", "1") != "0" and NCPU >= 6
-BRACKET = ("launch", "train")   # host-bound: bare measured before and after the limits, in rounds
-ROUNDS = max(1, int(os.environ.get("SHARE_ROUNDS", "2")))
+HOST = ("launch", "train")   # host-bound: measured in turns by processes that stay up
+ROUNDS = max(1, int(os.environ.get("SHARE_ROUNDS", "4")))
+TURN_SECS = float(os.environ.get("SHARE_TURN_SECS", "1"))
+TURN_WARM_MS = 100
 STRIP = ("CUDA_DEVICE_MEMORY_LIMIT", "CUDA_DEVICE_SM_", "SOFTMIG_SM_")
 BASE_ENV = {k: v for k, v in os.environ.items()
             if not k.startswith(STRIP) and k not in ("SLURM_JOB_ID", "LD_PRELOAD", "SOFTMIG_SESSION")}
@@ -106,12 +112,10 @@ def is_bare(over):
     return over is None or "_bare" in over
 
 
-def env_for(over, board, prestart=False):
+def env_for(over, board):
     """Bare (no LD_PRELOAD) or preloaded with the settings in `over`, on the given board."""
     e = dict(BASE_ENV)
     e["SHARE_WAIT_GO"] = "1"
-    if prestart:
-        e["SHARE_PRESTART"] = "1"
     if not is_bare(over):
         e["LD_PRELOAD"] = LIB
         e["SOFTMIG_SM_BOARD"] = board
@@ -145,6 +149,16 @@ def elapsed():
     return time.monotonic() - T0
 
 
+def human(x):
+    if x is None:
+        return "-"
+    if x >= 1e5:
+        return "%.0fk" % (x / 1e3)
+    if x >= 1e4:
+        return "%.1fk" % (x / 1e3)
+    return "%.1f" % x if x >= 10 else "%.3f" % x
+
+
 def progress(msg):
     print("# [%5.1f s] %s" % (elapsed(), msg), flush=True)
 
@@ -152,7 +166,7 @@ def progress(msg):
 class Proc:
     """One load process: started with SHARE_WAIT_GO=1, its stdout read without blocking."""
 
-    def __init__(self, tag, load, secs, over, board, slot=0, timeline=False, prestart=False):
+    def __init__(self, tag, load, secs, over, board, slot=0, timeline=False, pin_now=True):
         if load == "train":
             argv = [sys.executable, TRAIN, "%g" % secs]
         else:
@@ -162,12 +176,10 @@ class Proc:
                         ["%s=%s" % kv for kv in sorted((over or {}).items()) if not kv[0].startswith("_")])
         RAW.write("== %s: %s %s\n" % (tag, desc, " ".join(argv)))
         RAW.flush()
-        # A prestarted process imports its libraries on spare cores while another measures.
-        cores = cores_for(slot + (4 if prestart else 0))
-        pin = (lambda: os.sched_setaffinity(0, cores)) if PIN else None
-        self.prestart = prestart
+        cores = cores_for(slot)
+        pin = (lambda: os.sched_setaffinity(0, cores)) if PIN and pin_now else None
         self.slot = slot
-        self.p = subprocess.Popen(argv, env=env_for(over, board, prestart), stdin=subprocess.PIPE,
+        self.p = subprocess.Popen(argv, env=env_for(over, board), stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, bufsize=0, start_new_session=True,
                                   preexec_fn=pin)
         self.fd = self.p.stdout.fileno()
@@ -198,21 +210,17 @@ class Proc:
         f = self.first(word)
         return int(f[1]) if f and len(f) > 1 else None
 
-    def claim(self):
-        """A prestarted process's turn: onto its measurement cores, then set up."""
-        if PIN:
-            pin_all(self.p.pid, cores_for(self.slot))
+    def go(self, more=False):
+        """Starts the measurement; more=True (SHARE_SERVE): keeps stdin open for further turns."""
         try:
-            self.p.stdin.write(b"setup\n")
+            self.p.stdin.write(b"go\n")
+            if not more:
+                self.p.stdin.close()
         except OSError:
             pass
 
-    def go(self):
-        try:
-            self.p.stdin.write(b"go\n")
-            self.p.stdin.close()
-        except OSError:
-            pass
+    def results(self):
+        return sum(1 for l in self.lines if l.startswith("SHARE "))
 
     def finish(self):
         if self.p.poll() is None:
@@ -266,14 +274,11 @@ def over_budget(tag):
     return False
 
 
-PREFETCHED = {}  # tag -> (board, procs): processes started early for that measurement
-
-
-def start_procs(tag, specs, board, prestart=False):
+def start_procs(tag, specs, board):
     procs = []
     for i, (load, secs, over) in enumerate(specs):
         try:
-            procs.append(Proc("%s #%d" % (tag, i + 1), load, secs, over, board, slot=i, prestart=prestart))
+            procs.append(Proc("%s #%d" % (tag, i + 1), load, secs, over, board, slot=i))
         except OSError as e:
             progress("%s: could not start: %s" % (tag, e))
             for p in procs:
@@ -282,49 +287,20 @@ def start_procs(tag, specs, board, prestart=False):
     return procs
 
 
-def prefetch(then):
-    """Starts the processes of the next measurement (tag, specs) if it is a train one: importing
-    torch takes 4-5 s, on spare cores, with no GPU work until claimed."""
-    if not then or any(load != "train" for load, _, _ in then[1]) or then[0] in PREFETCHED:
-        return
-    board = new_board()
-    procs = start_procs(then[0], then[1], board, prestart=True)
-    if procs is None:
-        shutil.rmtree(board, ignore_errors=True)
-        return
-    PREFETCHED[then[0]] = (board, procs)
-
-
-def drop_prefetched():
-    for board, procs in PREFETCHED.values():
-        for p in procs:
-            p.finish()
-        shutil.rmtree(board, ignore_errors=True)
-    PREFETCHED.clear()
-
-
-def measure(tag, specs, then=None):
+def measure(tag, specs):
     """specs: [(load, secs, over)]; all started, released together once all are ready.
-    then: the next measurement (tag, specs), whose processes may be started early.
     Returns one SHARE dict (or None) per process, or None when skipped."""
     if over_budget(tag):
-        drop_prefetched()
         return None
-    board, procs = PREFETCHED.pop(tag, (None, None))
+    board = new_board()
+    procs = start_procs(tag, specs, board)
+    if procs is None:
+        shutil.rmtree(board, ignore_errors=True)
+        return [None] * len(specs)
     try:
-        if procs is None:
-            board = new_board()
-            procs = start_procs(tag, specs, board)
-            if procs is None:
-                return [None] * len(specs)
-        else:
-            pump(procs, lambda: all(p.first("LOADED") or p.eof for p in procs), time.monotonic() + 90)
-            for p in procs:
-                p.claim()
         pump(procs, lambda: all(p.first("READY") or p.eof for p in procs), time.monotonic() + 90)
         for p in procs:
             p.go()
-        prefetch(then)
         longest = max(s[1] for s in specs)
         if not pump(procs, lambda: all(p.eof for p in procs), time.monotonic() + 3 * longest + 30):
             progress("%s: timed out" % tag)
@@ -352,62 +328,119 @@ def total(outs):
     return r
 
 
-def combine(runs):
-    """One cell from several runs of it: the mean rate (and extras); None if none gave a result."""
-    runs = [r for r in runs if r]
-    if not runs:
-        return None
-    c = {"rate": statistics.mean(r["rate"] for r in runs), "runs": [r["rate"] for r in runs]}
-    for k in ("tflops", "gbps"):
-        if k in runs[0]:
-            c[k] = statistics.mean(r[k] for r in runs)
-    return c
-
-
 def grid(load):
-    """The load's cells. Host-bound loads (BRACKET) vary by 10-25 % from process to process on
-    the VM: with one process they are measured in ROUNDS interleaved rounds, each with its own
-    bare runs before and after, and with the duty-cycle control (the load pausing itself outside
-    its windows, no softmig); a cell is the mean of its rounds, the reference the mean of all bare
-    runs."""
+    """The load's cells, one measurement each, bare first."""
     for nproc in ([1, 2] if load in TWO else [1]):
-        host = load in BRACKET
-        rounds = ROUNDS if host and nproc == 1 else 1
-        modes = ["bare"]
+        plan = [("bare", "%s x%d bare" % (load, nproc), None)]
         for pct in LIMITS:
-            modes.append(pct)
-            if host and nproc == 1 and pct < 100:
-                modes.append("duty%d" % pct)
-        modes += ["bare2"] if host else []
-        plan = []
-        for rnd in range(rounds):
-            for mode in modes:
-                if mode in ("bare", "bare2"):
-                    over, what = None, "bare" if mode == "bare" else "bare again"
-                elif str(mode).startswith("duty"):
-                    over, what = {"_bare": "1", "SHARE_DUTY": mode[4:]}, "paused outside %s %%" % mode[4:]
-                else:
-                    over = {"CUDA_DEVICE_SM_LIMIT": str(mode), "SOFTMIG_SM_POLICY": "strict",
-                            "SOFTMIG_SESSION": session("%s%d" % (load, nproc))}
-                    what = "limit %s" % mode
-                tag = "%s x%d %s%s" % (load, nproc, what, " (round %d)" % (rnd + 1) if rounds > 1 else "")
-                plan.append((mode, tag, [(load, SECS, over)] * nproc))
-        runs = {}
-        for i, (mode, tag, specs) in enumerate(plan):
-            then = plan[i + 1][1:] if i + 1 < len(plan) else None
-            c = total(measure(tag, specs, then))
-            runs.setdefault("bare" if mode == "bare2" else mode, []).append(c)
+            plan.append((pct, "%s x%d limit %d" % (load, nproc, pct),
+                         {"CUDA_DEVICE_SM_LIMIT": str(pct), "SOFTMIG_SM_POLICY": "strict",
+                          "SOFTMIG_SESSION": session("%s%d" % (load, nproc))}))
+        for mode, tag, over in plan:
+            c = total(measure(tag, [(load, SECS, over)] * nproc))
             if c:
+                cells[(load, nproc, mode)] = c
+                DATA["cells"]["%s x%d %s" % (load, nproc, mode)] = c
                 progress("%s: %.3f %s" % (tag, c["rate"], UNIT[load]))
-        for mode, rs in runs.items():
-            c = combine(rs)
-            cells[(load, nproc, mode)] = c
-            DATA["cells"]["%s x%d %s" % (load, nproc, mode)] = {"mean": c, "runs": rs}
         bare = cells.get((load, nproc, "bare"))
         if bare:
             progress("%s x%d: %s" % (load, nproc, ", ".join(
                 "%s %.3f" % (m, cells[(load, nproc, m)]["rate"] / bare["rate"])
-                for m in runs if m != "bare" and cells.get((load, nproc, m)))))
+                for m in LIMITS if cells.get((load, nproc, m)))))
+
+
+def host_modes(load, nproc):
+    """Every configuration of a host-bound load: bare, each limit with its pause control and, for
+    the launch load with one process, preloaded without a limit (the overhead)."""
+    modes = ["bare"]
+    for pct in LIMITS:
+        modes.append(pct)
+        if pct < 100:
+            modes.append("duty%d" % pct)
+    if load == "launch" and nproc == 1:
+        modes.append("nolimit")
+    return modes
+
+
+def mode_over(load, nproc, mode):
+    over = {"SHARE_SERVE": "1", "SHARE_WARM_MS": str(TURN_WARM_MS)}
+    if mode == "bare":
+        over["_bare"] = "1"
+    elif str(mode).startswith("duty"):
+        over.update({"_bare": "1", "SHARE_DUTY": mode[4:]})
+    elif mode == "nolimit":
+        over["SOFTMIG_SESSION"] = session("nolimit")
+    else:
+        over.update({"CUDA_DEVICE_SM_LIMIT": str(mode), "SOFTMIG_SM_POLICY": "strict",
+                     "SOFTMIG_SESSION": session("%s%d" % (load, nproc))})
+    return over
+
+
+def mode_label(mode):
+    if mode in ("bare", "nolimit"):
+        return "bare" if mode == "bare" else "no limit"
+    return "paused outside %s %%" % mode[4:] if str(mode).startswith("duty") else "limit %s" % mode
+
+
+def turn(procs):
+    """One measurement by processes that stay up (SHARE_SERVE): their summed rate, or None."""
+    before = [p.results() for p in procs]
+    for p in procs:
+        p.go(more=True)
+    done = pump(procs, lambda: all(p.eof or p.results() > b for p, b in zip(procs, before)),
+                time.monotonic() + 3 * TURN_SECS + 30)
+    if not done or any(p.results() <= b for p, b in zip(procs, before)):
+        return None
+    return sum(p.share()["rate"] for p in procs)
+
+
+def served_grid(load):
+    """A host-bound load (HOST): its rate drifts by 10-25 % over seconds on the VM, so every
+    configuration is one set of processes (as many as the job has) that stays up and measures
+    TURN_SECS at a time, taking turns with the others: ROUNDS rounds, each with two bare turns,
+    in alternating order. A cell is the mean of its turns; the reference the mean of the bare ones."""
+    for nproc in ([1, 2] if load in TWO else [1]):
+        tag = "%s x%d" % (load, nproc)
+        if over_budget(tag):
+            continue
+        modes = host_modes(load, nproc)
+        board = new_board()
+        procs = {}
+        rates = {m: [] for m in modes}
+        try:
+            for mode in modes:
+                over = mode_over(load, nproc, mode)
+                procs[mode] = [Proc("%s %s #%d" % (tag, mode_label(mode), i + 1), load, TURN_SECS, over, board,
+                                    slot=i, pin_now=False) for i in range(nproc)]
+            every = [p for ps in procs.values() for p in ps]
+            pump(every, lambda: all(p.first("READY") or p.eof for p in every), time.monotonic() + 180)
+            progress("%s: %d processes set up" % (tag, len(every)))
+            if PIN:
+                for p in every:
+                    pin_all(p.p.pid, cores_for(p.slot))
+            rest = modes[1:]
+            half = (len(rest) + 1) // 2
+            order = ["bare"] + rest[:half] + ["bare"] + rest[half:]
+            for rnd in range(ROUNDS):
+                if rnd > 0 and over_budget("%s round %d" % (tag, rnd + 1)):
+                    break
+                for mode in (order if rnd % 2 == 0 else order[::-1]):
+                    r = turn(procs[mode])
+                    if r is not None:
+                        rates[mode].append(r)
+                    else:
+                        progress("%s %s: no result" % (tag, mode_label(mode)))
+                b = statistics.mean(rates["bare"][-2:]) if rates["bare"] else None
+                progress("%s round %d: bare %s; %s" % (tag, rnd + 1, human(b), ", ".join(
+                    "%s %.3f" % (mode_label(m), rates[m][-1] / b) for m in rest if rates[m] and b)))
+        finally:
+            for p in [p for ps in procs.values() for p in ps]:
+                p.finish()
+            shutil.rmtree(board, ignore_errors=True)
+        for mode, rs in rates.items():
+            if rs:
+                cells[(load, nproc, mode)] = {"rate": statistics.mean(rs), "runs": rs}
+                DATA["cells"]["%s x%d %s" % (load, nproc, mode)] = {"mean": cells[(load, nproc, mode)], "runs": rs}
 
 
 def bare_ref(load, nproc=1):
@@ -565,25 +598,15 @@ def burst_run():
 
 
 # ---- e. overhead ------------------------------------------------------------------------------
-overhead = {"rounds": [], "bare": [], "preloaded": []}
+overhead = {}
 
 
-def overhead_run():
-    """Relative = median of the preloaded rates / median of the bare rates: the launch rate of one
-    process varies by ~10 % from process to process on the VM, so the median of each side is
-    steadier than the median of per-round ratios (also kept, in "rounds")."""
-    for rnd in range(5):
-        b = total(measure("overhead bare %d" % (rnd + 1), [("launch", SECS, None)]))
-        p = total(measure("overhead preloaded %d" % (rnd + 1),
-                          [("launch", SECS, {"SOFTMIG_SESSION": session("overhead")})]))
-        if b and p:
-            overhead["bare"].append(b["rate"])
-            overhead["preloaded"].append(p["rate"])
-            overhead["rounds"].append(p["rate"] / b["rate"])
-            progress("overhead round %d: bare %.0f, preloaded %.0f launches/s, relative %.4f" %
-                     (rnd + 1, b["rate"], p["rate"], p["rate"] / b["rate"]))
-    if overhead["rounds"]:
-        overhead["median"] = statistics.median(overhead["preloaded"]) / statistics.median(overhead["bare"])
+def overhead_from_turns():
+    """The launch load preloaded without a limit against bare, from the turns of the launch grid."""
+    b, n = cells.get(("launch", 1, "bare")), cells.get(("launch", 1, "nolimit"))
+    if b and n:
+        overhead.update({"bare": b["runs"], "preloaded": n["runs"], "relative": n["rate"] / b["rate"]})
+        progress("overhead: preloaded without a limit / bare %.4f" % overhead["relative"])
 
 
 # ---- run, most important first ---------------------------------------------------------------
@@ -596,35 +619,25 @@ def safely(fn, *args):
 
 
 progress("compute share: %g s per measurement, library %s" % (SECS, LIB))
-for load in ("matmul", "launch", "train"):
-    safely(grid, load)
-for load in ("matmul", "launch"):
+for load in [l for l in ("matmul", "launch", "train") if l in GRID and "grid" in PARTS]:
+    safely(served_grid if load in HOST else grid, load)
+safely(overhead_from_turns)
+for load in ("matmul", "launch") if "two_jobs" in PARTS else ():
     safely(two_jobs_run, load)
-for load in ("matmul", "launch", "train"):
+for load in ("matmul", "launch", "train") if "busy" in PARTS else ():
     for pct in (25, 50):
         safely(shared_run, load, pct)
-safely(burst_run)
-safely(overhead_run)
-for load in ("graph", "coop", "bandwidth"):
+if "burst" in PARTS:
+    safely(burst_run)
+for load in [l for l in ("graph", "coop", "bandwidth") if l in GRID and "grid" in PARTS]:
     safely(grid, load)
 DATA["burst"] = burst
 DATA["overhead"] = overhead
-drop_prefetched()
 with open(os.path.join(OUT, "compute_share.json"), "w") as f:
     json.dump(DATA, f, indent=1, sort_keys=True)
 
 
 # ---- report ---------------------------------------------------------------------------------
-def human(x):
-    if x is None:
-        return "-"
-    if x >= 1e5:
-        return "%.0fk" % (x / 1e3)
-    if x >= 1e4:
-        return "%.1fk" % (x / 1e3)
-    return "%.1f" % x if x >= 10 else "%.3f" % x
-
-
 def bare_text(load, c):
     if not c:
         return "-"
@@ -633,8 +646,9 @@ def bare_text(load, c):
         s += " (%.0f TFLOP/s)" % c["tflops"]
     if "gbps" in c:
         s += " (%.0f GB/s)" % c["gbps"]
-    if len(c.get("runs", [])) > 1:
-        s += ", mean of %s" % ", ".join(human(r) for r in c["runs"])
+    runs = c.get("runs", [])
+    if len(runs) > 1:
+        s += ", mean of %d turns (%s-%s)" % (len(runs), human(min(runs)), human(max(runs)))
     return s
 
 
@@ -654,10 +668,13 @@ md.append("GPU: %s. %g s per measurement, after a 0.3 s warm-up; library `%s`." 
 md.append("")
 md.append("Relative share = rate with softmig and the limit / rate without softmig, same number of "
           "processes (2 processes: one job, both started together, rates summed; %s). Launch and "
-          "train, one process: mean of %d interleaved rounds, against the mean of a bare run before "
-          "and one after each round's limits; two processes: one round. Targets: "
+          "train (host-bound): every configuration is a set of processes that stays up and measures "
+          "%g s at a time (after %d ms of warm-up), taking turns with the others in %d rounds of "
+          "alternating order, each round with two bare turns; a cell is the mean of its turns, the "
+          "reference the mean of the bare turns. Targets: "
           "|relative - limit| <= 0.05 (matmul 0.02); at 100 %%: >= 0.95 (launch >= 0.98); "
-          "bandwidth is reported only." % ("each process pinned to two cores" if PIN else "not pinned", ROUNDS))
+          "bandwidth is reported only." % ("each process pinned to two cores" if PIN else "not pinned",
+                                            TURN_SECS, TURN_WARM_MS, ROUNDS))
 md.append("")
 md.append("| load | processes | 10 % | 25 % | 50 % | 75 % | 100 % | bare rate |")
 md.append("|---|---|---|---|---|---|---|---|")
@@ -702,25 +719,26 @@ for load in LOADS:
     results.append({"name": "compute share " + load, "ok": ok, "detail": detail})
 
 md.append("")
-md.append("Host-bound loads against the pause control (one process, mean of %d rounds): the same load "
-          "pausing itself outside its windows (SHARE_DUTY, no softmig), i.e. what any time-division "
-          "share can give it on this machine; relative to the same bare runs:" % ROUNDS)
+md.append("Host-bound loads against the pause control, in the same turns: the same load pausing itself "
+          "outside its windows (SHARE_DUTY, no softmig), i.e. what any time-division share can give it "
+          "on this machine; relative to the same bare turns:")
 md.append("")
-md.append("| load | run | 10 % | 25 % | 50 % | 75 % |")
-md.append("|---|---|---|---|---|---|")
-for load in BRACKET:
-    bare = bare_ref(load, 1)
-    for label, prefix in (("softmig", ""), ("paused itself", "duty")):
-        row = [load, label]
+md.append("| load | processes | run | 10 % | 25 % | 50 % | 75 % |")
+md.append("|---|---|---|---|---|---|---|")
+for load in HOST:
+    for nproc in ([1, 2] if load in TWO else [1]):
+        bare = bare_ref(load, nproc)
+        for label, prefix in (("softmig", ""), ("paused itself", "duty")):
+            row = [load, str(nproc), label]
+            for pct in LIMITS[:-1]:
+                c = cells.get((load, nproc, "%s%d" % (prefix, pct) if prefix else pct))
+                row.append("%.3f" % (c["rate"] / bare["rate"]) if c and bare else "-")
+            md.append("| " + " | ".join(row) + " |")
+        row = [load, str(nproc), "softmig / paused"]
         for pct in LIMITS[:-1]:
-            c = cells.get((load, 1, "%s%d" % (prefix, pct) if prefix else pct))
-            row.append("%.3f" % (c["rate"] / bare["rate"]) if c and bare else "-")
+            a, b = cells.get((load, nproc, pct)), cells.get((load, nproc, "duty%d" % pct))
+            row.append("%.3f" % (a["rate"] / b["rate"]) if a and b else "-")
         md.append("| " + " | ".join(row) + " |")
-    row = [load, "softmig / paused"]
-    for pct in LIMITS[:-1]:
-        a, b = cells.get((load, 1, pct)), cells.get((load, 1, "duty%d" % pct))
-        row.append("%.3f" % (a["rate"] / b["rate"]) if a and b else "-")
-    md.append("| " + " | ".join(row) + " |")
 
 md.append("")
 md.append("Two jobs at 50 % each (phases 0 and 50, strict), together; each job's rate relative to one bare process:")
@@ -784,21 +802,20 @@ results.append({"name": "compute share burst", "ok": ok_alone and ok_before and 
                 "detail": "alone %s, before %s, during %s (target 0.25 ± 0.05), B %s, fallback %s" %
                           (f3(alone), f3(before), f3(during), f3(burst.get("b_rel")), lat_text)})
 
-med = overhead.get("median")
-ok_ovh = med is not None and med >= 0.98
+rel_ovh = overhead.get("relative")
+ok_ovh = rel_ovh is not None and rel_ovh >= 0.98
 md.append("")
-md.append("Overhead: launch rate preloaded without a limit / bare, 5 interleaved rounds; relative = "
-          "median of the preloaded rates / median of the bare rates:")
+md.append("Overhead: the launch load preloaded without a limit against bare, one process each, in the "
+          "turns of the launch grid above; relative = mean / mean:")
 md.append("")
-md.append("| bare (launches/s) | preloaded (launches/s) | per round | relative | target |")
-md.append("|---|---|---|---|---|")
-md.append("| %s | %s | %s | %s | >= 0.98:%s |" % (", ".join(human(x) for x in overhead["bare"]) or "-",
-                                                 ", ".join(human(x) for x in overhead["preloaded"]) or "-",
-                                                 ", ".join("%.3f" % x for x in overhead["rounds"]) or "-",
-                                                 f3(med), mark(ok_ovh)))
+md.append("| bare turns (launches/s) | preloaded turns (launches/s) | relative | target |")
+md.append("|---|---|---|---|")
+md.append("| %s | %s | %s | >= 0.98:%s |" % (", ".join(human(x) for x in overhead.get("bare", [])) or "-",
+                                            ", ".join(human(x) for x in overhead.get("preloaded", [])) or "-",
+                                            f3(rel_ovh), mark(ok_ovh)))
 results.append({"name": "compute share overhead (launch)", "ok": ok_ovh,
-                "detail": "median preloaded / median bare %s over %d rounds (target >= 0.98); per round %s" %
-                          (f3(med), len(overhead["rounds"]), ", ".join("%.3f" % x for x in overhead["rounds"]))})
+                "detail": "preloaded without a limit / bare %s over %d turns each (target >= 0.98)" %
+                          (f3(rel_ovh), len(overhead.get("preloaded", [])))})
 
 total_s = BUILD_S + elapsed()
 md.append("")

@@ -22,7 +22,10 @@
 //   TL <ms> <units>        with --timeline: units completed by <ms> after START, about every 20 ms
 //                          and on both sides of any gap over 10 ms between completions
 //   SHARE load=L units=N seconds=S rate=R [extra key=value...]   the last line
-// Environment: SHARE_WAIT_GO (above); SHARE_QUEUE=<batches> overrides the queue depth;
+// Environment: SHARE_WAIT_GO (above); SHARE_SERVE=1: after the SHARE line, read a line and, if it
+// is "go", measure again (BEGIN ... SHARE), until one is not (or EOF); SHARE_WARM_MS: warm-up
+// before each measurement (default 300); SHARE_QUEUE=<batches>
+// overrides the queue depth;
 // SHARE_DUTY=<percent>: the program pauses itself outside its windows (see Duty), no softmig.
 #include <cooperative_groups.h>
 #include <cublas_v2.h>
@@ -358,34 +361,42 @@ int main(int argc, char** argv) {
     char line[64];
     if (std::fgets(line, sizeof line, stdin) == nullptr) line[0] = 0;  // EOF: go on at once
   }
+  const char* serve = std::getenv("SHARE_SERVE");
+  const char* warm = std::getenv("SHARE_WARM_MS");
+  const long long warm_ms = warm != nullptr && std::atoi(warm) >= 0 ? std::atoi(warm) : 300;
+  for (bool again = true, first = true; again; first = false) {
+    std::printf("BEGIN %lld\n", now_ns());
+    std::fflush(stdout);
+    if (first && load.init) load.init();
+    Timeline off;
+    run_until(load, s, ev, now_ns() + warm_ms * kMs, off);
+    CK(cudaStreamSynchronize(s));
 
-  std::printf("BEGIN %lld\n", now_ns());
-  std::fflush(stdout);
-  if (load.init) load.init();
-  Timeline off;
-  run_until(load, s, ev, now_ns() + 300 * kMs, off);
-  CK(cudaStreamSynchronize(s));
+    Timeline tl;
+    tl.on = timeline;
+    const long long t0 = now_ns();
+    std::printf("START %lld\n", t0);
+    std::fflush(stdout);
+    tl.reset(t0);
+    const long long units = run_until(load, s, ev, t0 + static_cast<long long>(seconds * 1e9), tl);
+    CK(cudaStreamSynchronize(s));
+    const long long t1 = now_ns();
+    if (timeline) tl.print(t1, units);
+    CK(cudaGetLastError());
 
-  Timeline tl;
-  tl.on = timeline;
-  const long long t0 = now_ns();
-  std::printf("START %lld\n", t0);
-  std::fflush(stdout);
-  tl.reset(t0);
-  const long long units = run_until(load, s, ev, t0 + static_cast<long long>(seconds * 1e9), tl);
-  CK(cudaStreamSynchronize(s));
-  const long long t1 = now_ns();
-  if (timeline) tl.print(t1, units);
-  CK(cudaGetLastError());
-
-  const double elapsed = static_cast<double>(t1 - t0) / 1e9;
-  const double rate = static_cast<double>(units) / elapsed;
-  std::printf("SHARE load=%s units=%lld seconds=%.4f rate=%.3f ms_per_unit=%.4f", name.c_str(), units, elapsed, rate,
-              units > 0 ? 1000.0 / rate : 0.0);
-  if (!extra_name.empty()) std::printf(" %s=%.2f", extra_name.c_str(), rate * extra_per_unit);
-  if (name == "coop") std::printf(" grid=%d", coop_grid);
-  std::printf(" sms=%d queue=%d\n", sms, load.depth);
-  std::fflush(stdout);
+    const double elapsed = static_cast<double>(t1 - t0) / 1e9;
+    const double rate = static_cast<double>(units) / elapsed;
+    std::printf("SHARE load=%s units=%lld seconds=%.4f rate=%.3f ms_per_unit=%.4f", name.c_str(), units, elapsed, rate,
+                units > 0 ? 1000.0 / rate : 0.0);
+    if (!extra_name.empty()) std::printf(" %s=%.2f", extra_name.c_str(), rate * extra_per_unit);
+    if (name == "coop") std::printf(" grid=%d", coop_grid);
+    std::printf(" sms=%d queue=%d\n", sms, load.depth);
+    std::fflush(stdout);
+    // SHARE_SERVE=1: measure again on every further "go" line (the process stays set up).
+    char line[64];
+    again = serve != nullptr && std::strcmp(serve, "1") == 0 && std::fgets(line, sizeof line, stdin) != nullptr &&
+            std::strncmp(line, "go", 2) == 0;
+  }
   if (handle) cublasDestroy(handle);
   return 0;
 }

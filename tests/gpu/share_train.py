@@ -9,9 +9,8 @@ Output, as share_bench: READY (only with SHARE_WAIT_GO=1, then one line is read 
 BEGIN <monotonic ns>, START <monotonic ns>, and last `SHARE load=train units=N seconds=S rate=R`.
 Model, data and five steps are set up before READY (cuBLAS and the allocator warm), so unlike
 share_bench some GPU work happens before BEGIN.
-SHARE_PRESTART=1: after importing torch (no GPU work yet) print LOADED and read one line from
-stdin first (a benchmark can start the next process while another measures).
-SHARE_DUTY=P: pause outside the first P % of every 50 ms, without softmig (as share_bench)."""
+SHARE_DUTY=P: pause outside the first P % of every 50 ms, without softmig (as share_bench).
+SHARE_SERVE=1: after the SHARE line, read a line and, if it is "go", measure again (as share_bench)."""
 import os
 import sys
 import time
@@ -20,6 +19,7 @@ T_PROCESS = time.monotonic()
 import torch  # noqa: E402 (the time to import it is reported as import_s)
 
 T_IMPORTED = time.monotonic()
+T_SETUP = [T_IMPORTED]
 
 
 def duty_wait(open_ns, period_ns=50_000_000, spin_ns=200_000):
@@ -41,9 +41,6 @@ def duty_wait(open_ns, period_ns=50_000_000, spin_ns=200_000):
 
 def main():
     seconds = float(sys.argv[1])
-    if os.environ.get("SHARE_PRESTART", "0") not in ("", "0"):
-        print("LOADED", flush=True)
-        sys.stdin.readline()
     duty = int(os.environ.get("SHARE_DUTY", "0") or 0)
     open_ns = 50_000_000 * duty // 100 if 0 < duty < 100 else 0
     dev = torch.device("cuda", 0)
@@ -75,14 +72,23 @@ def main():
     for _ in range(5):
         step()
     torch.cuda.synchronize()
-    t_setup = time.monotonic()
+    T_SETUP[0] = time.monotonic()
 
     if os.environ.get("SHARE_WAIT_GO", "0") not in ("", "0"):
         print("READY", flush=True)
         sys.stdin.readline()
 
+    serve = os.environ.get("SHARE_SERVE", "0") == "1"
+    while True:
+        measure(step, seconds, open_ns)
+        if not serve or not sys.stdin.readline().startswith("go"):
+            break
+
+
+def measure(step, seconds, open_ns):
+    """BEGIN, a warm-up (SHARE_WARM_MS, default 300), START, `seconds` of steps, SHARE."""
     print("BEGIN %d" % time.monotonic_ns(), flush=True)
-    warm_end = time.monotonic_ns() + 300_000_000
+    warm_end = time.monotonic_ns() + int(os.environ.get("SHARE_WARM_MS", "300")) * 1_000_000
     while time.monotonic_ns() < warm_end:
         step()
     torch.cuda.synchronize()
@@ -101,7 +107,7 @@ def main():
     elapsed = (t1 - t0) / 1e9
     rate = steps / elapsed
     print("SHARE load=train units=%d seconds=%.4f rate=%.3f ms_per_unit=%.4f import_s=%.2f setup_s=%.2f" %
-          (steps, elapsed, rate, 1000.0 / rate if steps else 0.0, T_IMPORTED - T_PROCESS, t_setup - T_IMPORTED),
+          (steps, elapsed, rate, 1000.0 / rate if steps else 0.0, T_IMPORTED - T_PROCESS, T_SETUP[0] - T_IMPORTED),
           flush=True)
 
 
