@@ -102,8 +102,8 @@ class StreamPace {
  public:
   static constexpr unsigned kSlots = 8;                        ///< marker ring size
   static constexpr std::int64_t kMaxBacklogNs = core::kMaxBacklogNs;  ///< queued work allowed
-  static constexpr std::int64_t kMarkEveryNs = 500'000;        ///< marker at least this often
-  static constexpr std::int64_t kPollEveryNs = 250'000;        ///< look at markers this often
+  static constexpr std::int64_t kMarkEveryNs = 2'000'000;      ///< marker at least this often
+  static constexpr std::int64_t kPollEveryNs = 1'000'000;      ///< look at markers this often
   static constexpr unsigned kCostSamples = 4;  ///< the cost is the least of the last samples
 
   /// Records a launch at `now` (after it was submitted).
