@@ -51,17 +51,11 @@ void WindowPacer::drained(std::int64_t window, std::int64_t stopped_at, std::int
   // sample per window, from the first thread to report that was stopped by the close or while
   // its launches were running into the end. (Threads refused long after the end were busy
   // elsewhere; and several threads of one process, each waiting behind the others' work, each
-  // adding their wait, made it close far too early: tests/compute.) The close uses the least of
-  // the last samples: work that ends early loses the job that time for good, while work that
-  // runs on is paid back from its next window (debt).
+  // adding their wait, made it close far too early: tests/compute.)
   if (stopped_at <= end + kMaxBacklogNs && window != learn_window_) {
     learn_window_ = window;
-    drain_samples_[next_drain_sample_++ % kDrainSamples] = std::max<std::int64_t>(idle_at - stopped_at, 0);
-    std::int64_t least = INT64_MAX;
-    for (const std::int64_t v : drain_samples_) {
-      if (v >= 0) least = std::min(least, v);
-    }
-    drain_est_ = std::min(least, s_.window_ns());
+    const std::int64_t sample = std::max<std::int64_t>(idle_at - stopped_at, 0);
+    drain_est_ = std::min((3 * drain_est_ + sample) / 4, s_.window_ns());
   }
   const std::int64_t spill = idle_at - end;
   if (spill > 0) {

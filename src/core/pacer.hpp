@@ -94,9 +94,6 @@ class WindowPacer {
   std::int64_t spill_window_ = -1;
   std::int64_t spill_max_ = 0;
   std::int64_t learn_window_ = -1;  ///< the window the drain estimate last learned from
-  static constexpr unsigned kDrainSamples = 4;
-  std::int64_t drain_samples_[kDrainSamples] = {-1, -1, -1, -1};  ///< the last drain samples (-1: none)
-  unsigned next_drain_sample_ = 0;
 };
 
 /// Bounds the work a thread has queued on one stream, from completion markers.

@@ -225,20 +225,6 @@ TEST(WindowPacer, LearnsToCloseEarlyFromAThreadRefusedJustAfterTheEnd) {
   EXPECT_EQ(p.drain_estimate(), before);
 }
 
-TEST(WindowPacer, ClosesByTheShortestRecentDrain) {
-  // Work that ends before the window does loses the job that time; work that runs on is paid back
-  // from the next window. Drains of 3 and 1 ms alternating: close 1 ms early, not 2.
-  WindowPacer p(ShareSchedule{50 * kMs, 20, 0});
-  for (int k = 0; k < 8; ++k) {
-    const std::int64_t end = k * 50 * kMs + 10 * kMs;
-    ASSERT_EQ(p.admit(end - 5 * kMs).verdict, WindowPacer::Verdict::kGo) << "window " << k;
-    const std::int64_t stopped = std::max(end - 2 * kMs, p.go_until());
-    const std::int64_t drain = k % 2 == 0 ? 3 * kMs : 1 * kMs;
-    p.drained(k, stopped, stopped + drain, stopped + drain);
-  }
-  EXPECT_EQ(p.drain_estimate(), 1 * kMs);
-}
-
 TEST(WindowPacer, AWindowAlwaysAdmitsItsFirstLaunch) {
   WindowPacer p(ShareSchedule{50 * kMs, 10, 0});
   // Kernels far longer than the 5 ms window teach it to close at once...
