@@ -430,28 +430,11 @@ PaceTicket pace_before(CUstream stream) noexcept {
   PaceDevice* d = device(ordinal);
   if (d == nullptr) return t;
   std::int64_t now = now_ns();
-  StreamEntry* e = entry_for(*tp, ctx, stream, ordinal, now);
-  maybe_stamp(*d, now);
-  // 1. Queued work under its bound. First, and only until the window closes: a launch admitted
-  // before a wait here would go after the close, and the thread would be stopped late.
-  if (e->pace.want_poll(now)) poll(*e, now);
-  if (e->pace.must_wait()) {
-    const std::int64_t start = now;
-    ++tp->backlog_waits;
-    while (e->pace.must_wait() && now < d->go_until.load(std::memory_order_relaxed)) {
-      if (now - start > kGiveUpNs) {
-        e->pace.forget_markers();
-        break;
-      }
-      sleep_ns(kPollNs);
-      now = now_ns();
-      poll(*e, now);
-    }
-    tp->backlog_wait_ns += now - start;
-  }
   const std::int64_t entered = now;
   bool held = false;
-  // 2. The job's window.
+  StreamEntry* e = entry_for(*tp, ctx, stream, ordinal, now);
+  maybe_stamp(*d, now);
+  // 1. The job's window.
   for (;;) {
     if (d->burst && !contended(*d, now)) {
       tp->last_window[ordinal] = kBurstWindow;
@@ -476,9 +459,26 @@ PaceTicket pace_before(CUstream stream) noexcept {
     tp->last_window[ordinal] = window;
     break;
   }
-  // Time outside the job's windows only: waiting for queued work (step 1) bounds the queue but
+  const std::int64_t window_open = now;
+  // 2. Queued work under its bound.
+  if (e->pace.want_poll(now)) poll(*e, now);
+  if (e->pace.must_wait()) {
+    const std::int64_t start = now;
+    ++tp->backlog_waits;
+    while (e->pace.must_wait()) {
+      if (now - start > kGiveUpNs) {
+        e->pace.forget_markers();
+        break;
+      }
+      sleep_ns(kPollNs);
+      now = now_ns();
+      poll(*e, now);
+    }
+    tp->backlog_wait_ns += now - start;
+  }
+  // Time outside the job's windows only: waiting for queued work (step 2) bounds the queue but
   // does not slow a program down.
-  if (held && d->gpu_state != nullptr) note_held(*d->gpu_state, static_cast<std::uint64_t>(now - entered));
+  if (held && d->gpu_state != nullptr) note_held(*d->gpu_state, static_cast<std::uint64_t>(window_open - entered));
   t.entry = e;
   t.ordinal = ordinal;
   t.now = now;

@@ -7,9 +7,7 @@
 #   EXPECT "bare:<ratio>" compares launches with a run of the same victim without softmig:
 #   launches(preloaded) / launches(bare) must be within TOLERANCE of <ratio> (host-bound loads,
 #   where the fake GPU is never busy). "records:0" asserts that no completion event was
-#   recorded. "spill:<us>" compares the median time the job's work ran past its windows' ends,
-#   from the library's debug log (needs LIBCUDA_LOG_LEVEL=4 and SOFTMIG_LOG_FILE), with <us>
-#   (negative: finished early). CHECK_PROCS=N runs N copies at once (one job) and checks the mean of their shares
+#   recorded. CHECK_PROCS=N runs N copies at once (one job) and checks the mean of their shares
 #   (the fake GPU is per process, so each must get the job's windows; a real GPU divides them).
 #   CHECK_PEER=<file> keeps <file> stamped (another job's activity) while the victim runs.
 #   Every check prints one line: "compute NAME: <value> (expected E +- T) ok|FAIL".
@@ -33,9 +31,6 @@ if [[ -n $CHECK_PEER ]]; then
   peer=$!
   trap 'kill $peer 2>/dev/null' EXIT
 fi
-log=""
-for e in "${envs[@]}"; do [[ $e == SOFTMIG_LOG_FILE=* ]] && log=${e#SOFTMIG_LOG_FILE=}; done
-[[ $expect == spill:* && -n $log ]] && : > "$log"   # this run's windows only
 procs=$CHECK_PROCS
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"; [[ -n $peer ]] && kill $peer 2>/dev/null' EXIT
@@ -55,10 +50,6 @@ case $expect in
     want=$ratio ;;
   records:*)
     got=$(field records "$line") want=${expect#records:} ;;
-  spill:*)
-    got=$(grep -o 'idle -\?[0-9]* us after' "$log" 2>/dev/null | awk '{ print $2 }' | sort -n |
-          awk '{ v[NR] = $1 } END { if (NR == 0) print "none"; else print v[int((NR + 1) / 2)] }')
-    want=${expect#spill:} ;;
   *)
     got=$share want=$expect ;;
 esac
