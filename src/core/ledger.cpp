@@ -195,8 +195,10 @@ void Ledger::set_overhead(unsigned slot, unsigned dev, std::uint64_t bytes) noex
   }
 }
 
-void Ledger::note_limit(unsigned dev, std::optional<std::uint64_t> limit) noexcept {
-  if (dev < kMaxDevices) store_u64(r_.devices[dev].limit, limit ? *limit : 0);
+void Ledger::note_limit(unsigned dev, std::optional<std::uint64_t> limit, unsigned sm_percent) noexcept {
+  if (dev >= kMaxDevices) return;
+  store_u64(r_.devices[dev].limit, limit ? *limit : 0);
+  store_u64(r_.devices[dev].sm_percent, sm_percent);
 }
 
 unsigned Ledger::reap_dead() noexcept {

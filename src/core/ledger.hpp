@@ -61,7 +61,9 @@ struct LedgerDevice {
   /// Thread-time the compute share held the job's launches back, summed over its processes
   /// (display only, like `peak`). The one field changed without the lock: add_u64().
   std::uint64_t held_ns;
-  std::uint64_t reserved[1];
+  /// Compute share (percent, 100 = none) the last process enforced (display only, like `limit`;
+  /// 0 = not known: an older file).
+  std::uint64_t sm_percent;
 };
 
 struct LedgerSlot {
@@ -177,7 +179,7 @@ class Ledger {
   void set_overhead(unsigned slot, unsigned dev, std::uint64_t bytes) noexcept;
 
   /// Records the limit the caller enforces, for display.
-  void note_limit(unsigned dev, std::optional<std::uint64_t> limit) noexcept;
+  void note_limit(unsigned dev, std::optional<std::uint64_t> limit, unsigned sm_percent) noexcept;
 
   /// Frees the slots of processes that are gone. Returns how many were reaped.
   unsigned reap_dead() noexcept;

@@ -403,7 +403,7 @@ GpuState* gpu(int ordinal) noexcept {
     LedgerLock lock(p);
     if (lock) {
       gs.ledger_dev = lock.ledger().device_index(gs.uuid);
-      lock.ledger().note_limit(gs.ledger_dev, gs.limit.memory_bytes);
+      lock.ledger().note_limit(gs.ledger_dev, gs.limit.memory_bytes, gs.limit.sm_percent);
     }
   }
   platform::log_info("GPU %d is %s: memory limit %llu bytes, compute %u%%", ordinal, gs.uuid,

@@ -231,7 +231,11 @@ JobView copy_ledger(const core::LedgerRegion& r, const std::string& path, const 
     g.peak = load_u64(dev.peak);
     g.oom_refusals = load_u64(dev.oom_refusals);
     g.held_ns = load_u64(dev.held_ns);
-    if (limits) g.sm_percent = limits->resolve(-1, g.uuid).sm_percent;
+    if (limits) {
+      g.sm_percent = limits->resolve(-1, g.uuid).sm_percent;
+    } else if (const std::uint64_t sm = load_u64(dev.sm_percent); sm >= 1 && sm <= 100) {
+      g.sm_percent = static_cast<unsigned>(sm);  // what the job's last process enforced
+    }
     for (const Slot& s : slots) {
       const std::uint64_t bytes = s.alloc[d] + s.overhead[d];
       if (!s.alive) {

@@ -151,7 +151,8 @@ void run_ops(core::LedgerRegion& r, fuzz::Input& in) {
       case 5: ledger.set_overhead(slot, dev, in.u64()); break;
       case 6: {
         const std::uint64_t v = in.u64();
-        ledger.note_limit(dev, (v & 1U) != 0 ? std::optional<std::uint64_t>(v) : std::nullopt);
+        ledger.note_limit(dev, (v & 1U) != 0 ? std::optional<std::uint64_t>(v) : std::nullopt,
+                          static_cast<unsigned>(v % 101));
         break;
       }
       case 7: {

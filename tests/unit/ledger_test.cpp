@@ -52,7 +52,7 @@ TEST(LedgerLayout, SizesAndOffsetsArePinned) {
   EXPECT_EQ(offsetof(LedgerDevice, oom_refusals), 72U);
   EXPECT_EQ(offsetof(LedgerDevice, added), 80U);  // was reserved[0]: zero in older files
   EXPECT_EQ(offsetof(LedgerDevice, held_ns), 88U);  // was reserved[0]: zero in older files
-  EXPECT_EQ(offsetof(LedgerDevice, reserved), 96U);
+  EXPECT_EQ(offsetof(LedgerDevice, sm_percent), 96U);  // was reserved[1]: zero in older files
 
   EXPECT_EQ(sizeof(LedgerSlot), 320U);
   EXPECT_EQ(offsetof(LedgerSlot, pid), 0U);
@@ -449,7 +449,7 @@ TEST_F(LedgerTest, InvalidSlotOrDeviceIsRefusedAndChangesNothing) {
   ledger_.release(s, kNoDevice, 1);
   ledger_.set_overhead(kNoSlot, 0, 1);
   ledger_.set_overhead(s, kMaxDevices, 1);
-  ledger_.note_limit(kNoDevice, 5);
+  ledger_.note_limit(kNoDevice, 5, 50);
   ledger_.release_slot(kNoSlot);
   for (unsigned d = 0; d < kMaxDevices; ++d) EXPECT_EQ(ledger_.read_used(d), 0U);
   EXPECT_EQ(ledger_.read_used(kNoDevice), 0U);
@@ -565,13 +565,15 @@ TEST_F(LedgerTest, DeviceIndexFindsANonTerminatedView) {
 }
 
 TEST_F(LedgerTest, NoteLimitIsForDisplay) {
-  ledger_.note_limit(2, 4 * GiB);
+  ledger_.note_limit(2, 4 * GiB, 25);
   EXPECT_EQ(dev(2).limit, 4 * GiB);
-  ledger_.note_limit(2, std::nullopt);
+  EXPECT_EQ(dev(2).sm_percent, 25U);
+  ledger_.note_limit(2, std::nullopt, 100);
   EXPECT_EQ(dev(2).limit, 0U);
-  ledger_.note_limit(kMaxDevices, 1);  // ignored
+  EXPECT_EQ(dev(2).sm_percent, 100U);
+  ledger_.note_limit(kMaxDevices, 1, 1);  // ignored
   // The stored limit is never enforced: callers pass theirs.
-  ledger_.note_limit(0, 1);
+  ledger_.note_limit(0, 1, 1);
   const unsigned s = claim(1);
   EXPECT_TRUE(ledger_.reserve(s, 0, GiB, std::nullopt).granted);
 }

@@ -193,7 +193,8 @@ TEST_F(StatusWithVictims, ThrottledSecondsAreTheTimeTheShareHeldLaunchesBack) {
   ASSERT_EQ(doc.at("jobs").size(), 1U) << r.out;
   ASSERT_EQ(doc["jobs"][0].at("gpus").size(), 1U) << r.out;
   const Json& g = doc["jobs"][0]["gpus"][0];
-  // (Its share is not known any more: outside SLURM it is read from a live process's environment.)
+  // Its share, though no process of it is alive: the one its last process enforced (the ledger).
+  EXPECT_EQ(g.at("sm_limit_percent"), 25) << r.out;
   const double held = g.at("throttled_seconds").get<double>();
   EXPECT_GE(held, 0.3) << r.out;
   EXPECT_LE(held, 0.85) << r.out;
