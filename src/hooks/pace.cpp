@@ -321,6 +321,17 @@ void mark(StreamEntry& e, CUstream stream, std::int64_t now) noexcept {
   e.pace.marked(now);
 }
 
+/// Looks at the thread's markers on GPU `ordinal`; true if any is still outstanding.
+bool polled_busy(ThreadPace& tp, int ordinal, std::int64_t now) noexcept {
+  bool busy = false;
+  for (StreamEntry& e : tp.entries) {
+    if (!e.used || e.ordinal != ordinal) continue;
+    poll(e, now);
+    busy = busy || e.pace.outstanding_markers() != 0;
+  }
+  return busy;
+}
+
 /// Waits (bounded) until everything this thread queued on the GPU has finished; reports it.
 void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUstream stream,
            std::int64_t now) noexcept {
@@ -336,20 +347,11 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
     if (auto* sync = real<Sym::cuCtxSynchronize>(); sync != nullptr) sync();
     running = now_ns() - start > kPollNs;
   }
-  for (StreamEntry& e : tp.entries) {
-    if (!e.used || e.ordinal != ordinal) continue;
-    poll(e, now);
-    running = running || e.pace.outstanding_markers() != 0;
-  }
+  running = polled_busy(tp, ordinal, now) || running;
   // The last launches, which no marker follows yet, get one now.
   if (current != nullptr && current->pace.unmarked()) mark(*current, stream, now);
   for (;;) {
-    bool busy = false;
-    for (StreamEntry& e : tp.entries) {
-      if (!e.used || e.ordinal != ordinal) continue;
-      poll(e, now);
-      busy = busy || e.pace.outstanding_markers() != 0;
-    }
+    const bool busy = polled_busy(tp, ordinal, now);
     now = now_ns();
     if (!busy) break;
     if (now - start > kGiveUpNs) {

@@ -355,9 +355,14 @@ platform::NoDestroy<platform::SharedRegion> g_view_storage;
 platform::SharedRegion& g_view = g_view_storage.get();
 platform::Once g_view_once;
 
-const core::LedgerRegion* reporting_region() noexcept {
+/// The ledger this process joined, or nullptr (none, or joined by the parent of a fork).
+core::LedgerRegion* joined_region() noexcept {
   Process& p = g;
-  if (p.ledger_ok && p.pid.load(std::memory_order_acquire) == getpid()) return p.region.region();
+  return p.ledger_ok && p.pid.load(std::memory_order_acquire) == getpid() ? p.region.region() : nullptr;
+}
+
+const core::LedgerRegion* reporting_region() noexcept {
+  if (const core::LedgerRegion* r = joined_region(); r != nullptr) return r;
   g_view_once.run([] {
     const platform::Settings& s = platform::settings();
     if (s.ledger_path[0] != '\0') g_view.attach(s.ledger_path, s.lock_path, s.ledger_key, /*create=*/false);
@@ -645,11 +650,8 @@ std::uint64_t job_used_by_uuid(const char* uuid) noexcept {
 }
 
 void note_held(const GpuState& gs, std::uint64_t ns) noexcept {
-  Process& p = g;
-  if (ns == 0 || gs.ledger_dev >= core::kMaxDevices || !p.ledger_ok || p.pid.load(std::memory_order_acquire) != getpid()) {
-    return;
-  }
-  if (core::LedgerRegion* r = p.region.region(); r != nullptr) core::add_u64(r->devices[gs.ledger_dev].held_ns, ns);
+  if (ns == 0 || gs.ledger_dev >= core::kMaxDevices) return;
+  if (core::LedgerRegion* r = joined_region(); r != nullptr) core::add_u64(r->devices[gs.ledger_dev].held_ns, ns);
 }
 
 bool pid_in_this_job(unsigned pid) noexcept {
