@@ -102,11 +102,12 @@ done
 run bench-ab-nolimit "$PRE" -- "$PROG" bench-launch-ab
 run bench-ab-limit70G "$PRE" CUDA_DEVICE_MEMORY_LIMIT=70G SOFTMIG_SESSION=benchab -- "$PROG" bench-launch-ab
 
-# ---- 4. compute share (CUDA_DEVICE_SM_LIMIT): about 8 minutes; table in OUT/compute_share.md.
-# SOFTMIG_GPU_SHARE=0 leaves it out (a whole run then takes about 4 minutes).
+# ---- 4. compute share (CUDA_DEVICE_SM_LIMIT): about 11 minutes; table in OUT/compute_share.md.
+# SOFTMIG_GPU_SHARE=0 leaves it out (a whole run then takes about 4 minutes); compute_share.sh
+# says how to run it in two parts.
 if [[ "${SOFTMIG_GPU_SHARE:-1}" != 0 ]]; then
   echo "== compute share" >> "$LOG"
-  timeout 900 "$ROOT/tests/gpu/compute_share.sh" "$LIB" "$BUILD" "$OUT" < /dev/null 2>> "$LOG" | tee -a "$LOG" |
+  timeout 1200 "$ROOT/tests/gpu/compute_share.sh" "$LIB" "$BUILD" "$OUT" < /dev/null 2>> "$LOG" | tee -a "$LOG" |
     grep -E '^RESULT' | sed 's/^/compute-share /' >> "$RES" ||
     echo "compute share benchmark failed or timed out (see $LOG)" | tee -a "$LOG"
   [[ -f "$OUT/compute_share.md" ]] && cat "$OUT/compute_share.md"

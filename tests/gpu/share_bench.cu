@@ -21,13 +21,17 @@
 //   START <ns>             start of the timed interval
 //   TL <ms> <units>        with --timeline: units completed by <ms> after START, about every 20 ms
 //                          and on both sides of any gap over 10 ms between completions
-//   SHARE load=L units=N seconds=S rate=R [extra key=value...]   the last line
+//   SHARE load=L units=N seconds=S rate=R [extra key=value...]   the last line; matmul adds
+//                          unit_gpu_ms (median GPU time of one GEMM) and busy (rate * unit_gpu_ms:
+//                          the share of the GPU's time its GEMMs took, meaningful for one process)
 // Environment: SHARE_WAIT_GO (above); SHARE_SERVE=1: after the SHARE line, read a line and, if it
 // is "go", measure again (BEGIN ... SHARE), until one is not (or EOF); SHARE_WARM_MS: warm-up
 // before each measurement (default 300); SHARE_QUEUE=<batches>
 // overrides the queue depth;
 // SHARE_DUTY=<percent>: the program pauses itself outside its windows (see Duty), no softmig.
+// SHARE_GREEN_SMS=<n>: the load runs in a green context of n SMs (see enter_green_context).
 #include <cooperative_groups.h>
+#include <cuda.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -123,6 +127,7 @@ __global__ void stream_kernel(const float4* __restrict__ in, float4* __restrict_
 
 struct Load {
   int per_event = 1;              // units between two events
+  bool timed = false;             // time single units (per_event 1): unit_gpu_ms, busy
   int depth = 32;                 // batches that may be queued
   std::function<void(int)> submit;  // enqueue this many units on the stream
   std::function<void()> init;     // GPU work before the warm-up (buffer fills); after BEGIN
@@ -186,15 +191,34 @@ void duty_wait(cudaStream_t s) {
   }
 }
 
+/// GPU time of single units, from timing events on consecutive units (Load::timed): their
+/// median is the unit's GPU time at the clock the GPU ran at (a pause between two units, e.g. a
+/// closed window, makes one interval long; the median ignores it).
+struct UnitTimes {
+  std::vector<float> ms;
+  [[nodiscard]] double median() {
+    if (ms.empty()) return 0;
+    std::nth_element(ms.begin(), ms.begin() + static_cast<long>(ms.size() / 2), ms.end());
+    return ms[ms.size() / 2];
+  }
+};
+
 /// Submits batches until `until`; returns the units submitted. Before a batch reuses an event
-/// slot, the batch that used it (depth batches earlier) must have completed.
+/// slot, the batch that used it (depth batches earlier) must have completed. With `times`, one
+/// slot fewer is in flight, so that the event before the one just completed is still intact.
 long long run_until(const Load& load, cudaStream_t s, std::vector<cudaEvent_t>& ev, long long until,
-                    Timeline& tl) {
+                    Timeline& tl, UnitTimes* times = nullptr) {
   const long long depth = static_cast<long long>(ev.size());
+  const long long in_flight = times != nullptr ? depth - 1 : depth;
   long long issued = 0, completed = 0;
   for (;;) {
-    if (issued - completed >= depth) {
+    if (issued - completed >= in_flight) {
       CK(cudaEventSynchronize(ev[completed % depth]));
+      if (times != nullptr && completed > 0) {
+        float ms = 0;
+        CK(cudaEventElapsedTime(&ms, ev[(completed - 1) % depth], ev[completed % depth]));
+        times->ms.push_back(ms);
+      }
       ++completed;
       tl.observe(now_ns(), completed * load.per_event);
     }
@@ -205,6 +229,26 @@ long long run_until(const Load& load, cudaStream_t s, std::vector<cudaEvent_t>& 
     ++issued;
   }
   return issued * load.per_event;
+}
+
+/// SHARE_GREEN_SMS=N: makes a green context of (about) N SMs current before any of the load's
+/// work, so that its streams, cuBLAS handle and kernels use only those SMs: the spatial slice a
+/// time share is compared with (run without softmig). Returns the SMs granted, or 0.
+int enter_green_context(int want) {
+  CUdevice dev = 0;
+  CUdevResource all{}, part{}, rest{};
+  unsigned groups = 1;
+  CUdevResourceDesc desc = nullptr;
+  CUgreenCtx green = nullptr;
+  CUcontext ctx = nullptr;
+  if (cuDeviceGet(&dev, 0) != CUDA_SUCCESS || cuDeviceGetDevResource(dev, &all, CU_DEV_RESOURCE_TYPE_SM) != CUDA_SUCCESS ||
+      cuDevSmResourceSplitByCount(&part, &groups, &all, &rest, 0, static_cast<unsigned>(want)) != CUDA_SUCCESS ||
+      groups != 1 || cuDevResourceGenerateDesc(&desc, &part, 1) != CUDA_SUCCESS ||
+      cuGreenCtxCreate(&green, desc, dev, CU_GREEN_CTX_DEFAULT_STREAM) != CUDA_SUCCESS ||
+      cuCtxFromGreenCtx(&ctx, green) != CUDA_SUCCESS || cuCtxSetCurrent(ctx) != CUDA_SUCCESS) {
+    return 0;
+  }
+  return static_cast<int>(part.sm.smCount);
 }
 
 int usage() {
@@ -225,6 +269,14 @@ int main(int argc, char** argv) {
   CK(cudaFree(nullptr));  // creates the context
   int sms = 0;
   CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  int green_sms = 0;
+  if (const char* g = std::getenv("SHARE_GREEN_SMS"); g != nullptr && std::atoi(g) > 0) {
+    green_sms = enter_green_context(std::atoi(g));
+    if (green_sms == 0) {
+      std::fprintf(stderr, "FAIL green context of %s SMs\n", g);
+      return 1;
+    }
+  }
   cudaStream_t s;
   CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
 
@@ -258,6 +310,7 @@ int main(int argc, char** argv) {
     };
     load.per_event = 1;
     load.depth = 32;  // ~50 ms of GEMMs queued
+    load.timed = true;
     extra_name = "tflops";
     extra_per_unit = 2.0 * n * n * static_cast<double>(n) / 1e12;
   } else if (name == "launch") {
@@ -352,7 +405,8 @@ int main(int argc, char** argv) {
     }
   }
   std::vector<cudaEvent_t> ev(load.depth);
-  for (auto& e : ev) CK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  if (timeline) load.timed = false;
+  for (auto& e : ev) CK(cudaEventCreateWithFlags(&e, load.timed ? cudaEventDefault : cudaEventDisableTiming));
 
   const char* go = std::getenv("SHARE_WAIT_GO");
   if (go && *go && std::strcmp(go, "0") != 0) {
@@ -378,7 +432,9 @@ int main(int argc, char** argv) {
     std::printf("START %lld\n", t0);
     std::fflush(stdout);
     tl.reset(t0);
-    const long long units = run_until(load, s, ev, t0 + static_cast<long long>(seconds * 1e9), tl);
+    UnitTimes times;
+    const long long units =
+        run_until(load, s, ev, t0 + static_cast<long long>(seconds * 1e9), tl, load.timed ? &times : nullptr);
     CK(cudaStreamSynchronize(s));
     const long long t1 = now_ns();
     if (timeline) tl.print(t1, units);
@@ -390,7 +446,15 @@ int main(int argc, char** argv) {
                 units > 0 ? 1000.0 / rate : 0.0);
     if (!extra_name.empty()) std::printf(" %s=%.2f", extra_name.c_str(), rate * extra_per_unit);
     if (name == "coop") std::printf(" grid=%d", coop_grid);
-    std::printf(" sms=%d queue=%d\n", sms, load.depth);
+    if (load.timed && !times.ms.empty()) {
+      // busy: the share of the GPU's time the load's units took (one process; with several,
+      // their units interleave and single intervals stop being one unit's time).
+      const double unit_ms = times.median();
+      std::printf(" unit_gpu_ms=%.4f busy=%.4f", unit_ms, rate * unit_ms / 1000.0);
+    }
+    std::printf(" sms=%d queue=%d", sms, load.depth);
+    if (green_sms > 0) std::printf(" green_sms=%d", green_sms);
+    std::printf("\n");
     std::fflush(stdout);
     // SHARE_SERVE=1: measure again on every further "go" line (the process stays set up).
     char line[64];
