@@ -3,7 +3,7 @@
 /// @brief The per-job memory ledger: a fixed-layout record, shared by every process of a job,
 ///        of how many bytes each process holds on each GPU — and the pure rules that change it.
 ///
-/// Layout (ABI version 1) is pinned by static_asserts below and by tests/unit/ledger_layout_test.
+/// Layout (ABI version 2) is pinned by static_asserts below and by tests/unit/ledger_layout_test.
 /// Every field is a naturally aligned 64-bit word (or a byte array), so readers that do not take
 /// the lock (status tools) can read any field atomically. All changes happen under the region's
 /// lock, which the platform layer provides (a robust process-shared mutex); this file has no
@@ -31,7 +31,7 @@
 namespace softmig::core {
 
 inline constexpr std::uint64_t kLedgerMagic = 0x3147494d54464f53ULL;  // "SOFTMIG1" little-endian
-inline constexpr std::uint32_t kLedgerVersion = 1;
+inline constexpr std::uint32_t kLedgerVersion = 2;
 inline constexpr unsigned kMaxSlots = 1024;
 inline constexpr unsigned kNoSlot = ~0U;
 inline constexpr unsigned kNoDevice = ~0U;
@@ -62,8 +62,13 @@ struct LedgerDevice {
   /// (display only, like `peak`). The one field changed without the lock: add_u64().
   std::uint64_t held_ns;
   /// Compute share (percent, 100 = none) the last process enforced (display only, like `limit`;
-  /// 0 = not known: an older file).
+  /// 0 = not known).
   std::uint64_t sm_percent;
+  /// Compute share: the latest time (CLOCK_MONOTONIC ns) a process of the job saw the job's work
+  /// of a closed window run past that window's end (0: never). Every process of the job pays it
+  /// as debt, so that what one process's work took from the next window is not refilled by
+  /// another's. Changed without the lock: max_u64(). Only lowers the job's share if raised.
+  std::uint64_t spill_until_ns;
 };
 
 struct LedgerSlot {
@@ -84,11 +89,11 @@ struct LedgerRegion {
 
 static_assert(sizeof(LedgerHeader) == 192);
 static_assert(offsetof(LedgerHeader, lock) == 128);
-static_assert(sizeof(LedgerDevice) == 104);
+static_assert(sizeof(LedgerDevice) == 112);
 static_assert(sizeof(LedgerSlot) == 320);
 static_assert(offsetof(LedgerRegion, devices) == 192);
-static_assert(offsetof(LedgerRegion, slots) == 192 + 16 * 104);
-static_assert(sizeof(LedgerRegion) == 192 + 16 * 104 + 1024 * 320);
+static_assert(offsetof(LedgerRegion, slots) == 192 + 16 * 112);
+static_assert(sizeof(LedgerRegion) == 192 + 16 * 112 + 1024 * 320);
 
 /// Answers "is this process still the one that claimed the slot?" for the ledger.
 class Liveness {
@@ -217,5 +222,11 @@ class Ledger {
 inline std::uint64_t load_u64(const std::uint64_t& v) noexcept { return __atomic_load_n(&v, __ATOMIC_ACQUIRE); }
 inline void store_u64(std::uint64_t& v, std::uint64_t x) noexcept { __atomic_store_n(&v, x, __ATOMIC_RELEASE); }
 inline void add_u64(std::uint64_t& v, std::uint64_t x) noexcept { __atomic_fetch_add(&v, x, __ATOMIC_RELAXED); }
+/// Raises `v` to `x` if it is lower (a shared high-water mark).
+inline void max_u64(std::uint64_t& v, std::uint64_t x) noexcept {
+  std::uint64_t cur = __atomic_load_n(&v, __ATOMIC_RELAXED);
+  while (cur < x && !__atomic_compare_exchange_n(&v, &cur, x, /*weak=*/true, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+  }
+}
 
 }  // namespace softmig::core

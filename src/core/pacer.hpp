@@ -72,6 +72,12 @@ class WindowPacer {
   void drained(std::int64_t window, std::int64_t stopped_at, std::int64_t idle_at,
                std::int64_t now) noexcept;
 
+  /// Another process of the job saw the job's work run until `idle_at`, past the end of the
+  /// window before it: that window's spill is charged here too (once, the longest report), so
+  /// that the processes of a job, each holding its own launches, pay one another's spills
+  /// instead of refilling the GPU time one of them owes.
+  void job_spill(std::int64_t idle_at, std::int64_t now) noexcept;
+
   /// Launches at t with go_from() <= t < go_until() may go ahead without asking.
   [[nodiscard]] std::int64_t go_from() const noexcept { return open_from_; }
   [[nodiscard]] std::int64_t go_until() const noexcept { return close_at_; }
@@ -83,6 +89,8 @@ class WindowPacer {
  private:
   void enter(std::int64_t k) noexcept;
   void recompute_close() noexcept;
+  /// Adds `window`'s spill to the debt (true if that moved to a later window).
+  bool charge_spill(std::int64_t window, std::int64_t spill, std::int64_t now) noexcept;
 
   ShareSchedule s_;
   std::int64_t k_ = -1;          ///< current window index (-1: none yet)

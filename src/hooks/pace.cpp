@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <new>
 
+#include "core/ledger.hpp"
 #include "core/pacer.hpp"
 #include "hooks/resolver.hpp"
 #include "hooks/runtime.hpp"
@@ -64,6 +65,9 @@ struct PaceDevice {
   std::atomic<std::int64_t> next_scan{0};
   std::atomic<bool> contended{true};
   GpuState* gpu_state = nullptr;  ///< where held-back time is recorded (nullptr: nowhere)
+  /// The job's spill record in its ledger (nullptr: not shared; each process pays its own).
+  std::uint64_t* job_spill = nullptr;
+  std::atomic<std::int64_t> job_spill_seen{0};  ///< the latest record already charged here
 
   /// The pacer's decision for a launch at `now` (its lock held, the fast-path bounds updated).
   WindowPacer::Decision admit(std::int64_t now) noexcept {
@@ -74,14 +78,36 @@ struct PaceDevice {
     return dec;
   }
 
-  /// Reports a drained window to the pacer (see WindowPacer::drained); returns that window's end.
+  /// Reports a drained window to the pacer (see WindowPacer::drained) and, if its work ran past
+  /// the window's end, to the job's other processes; returns that window's end.
   std::int64_t drained(std::int64_t w, std::int64_t stopped_at, std::int64_t idle_at, std::int64_t now) noexcept {
     pthread_mutex_lock(&mu);
     pacer.drained(w, stopped_at, idle_at, now);
     publish();
     const std::int64_t end = pacer.schedule().end(w);
     pthread_mutex_unlock(&mu);
+    if (job_spill != nullptr && idle_at > end) {
+      core::max_u64(*job_spill, static_cast<std::uint64_t>(idle_at));
+      std::int64_t seen = job_spill_seen.load(std::memory_order_relaxed);
+      while (seen < idle_at && !job_spill_seen.compare_exchange_weak(seen, idle_at, std::memory_order_relaxed)) {
+      }
+    }
     return end;
+  }
+
+  /// Charges a spill another process of the job reported (WindowPacer::job_spill). One relaxed
+  /// load per launch while there is none.
+  void follow_job(std::int64_t now) noexcept {
+    if (job_spill == nullptr) return;
+    const auto until = static_cast<std::int64_t>(__atomic_load_n(job_spill, __ATOMIC_RELAXED));
+    if (until <= job_spill_seen.load(std::memory_order_relaxed)) return;
+    pthread_mutex_lock(&mu);
+    if (until > job_spill_seen.load(std::memory_order_relaxed)) {
+      job_spill_seen.store(until, std::memory_order_relaxed);
+      pacer.job_spill(until, now);
+      publish();
+    }
+    pthread_mutex_unlock(&mu);
   }
 
  private:
@@ -204,6 +230,9 @@ PaceDevice* device(int ordinal) noexcept {
     limit = g->limit;
     uuid = g->uuid;
     d.gpu_state = g;
+    d.job_spill = job_spill_record(*g);
+    // Spills from before this process are history: paid by the processes that were there.
+    if (d.job_spill != nullptr) d.job_spill_seen.store(static_cast<std::int64_t>(core::load_u64(*d.job_spill)));
   } else {
     limit = s.limits.resolve(ordinal, "");
     platform::log_error("compute share: GPU %d cannot be identified; applying its ordinal/global "
@@ -216,10 +245,11 @@ PaceDevice* device(int ordinal) noexcept {
   d.pacer = WindowPacer(core::ShareSchedule{s.sm_period_ns, limit.sm_percent, limit.sm_phase});
   d.burst = s.sm_burst;
   if (s.sm_board[0] != '\0' && uuid[0] != '\0') d.board.open(s.sm_board, uuid, s.ledger_key);
-  platform::log_info("compute share on GPU %d %s: %u %% of every %lld ms from %u %%, %s%s", ordinal,
+  platform::log_info("compute share on GPU %d %s: %u %% of every %lld ms from %u %%, %s%s%s", ordinal,
                      uuid, limit.sm_percent, static_cast<long long>(s.sm_period_ns / kMs),
                      limit.sm_phase, d.burst ? "burst" : "strict",
-                     d.board.usable() ? " (activity board in use)" : "");
+                     d.board.usable() ? " (activity board in use)" : "",
+                     d.job_spill != nullptr ? "" : " (no job ledger: each process pays only its own spills)");
   d.state.store(2, std::memory_order_release);
   return &d;
 }
@@ -438,6 +468,7 @@ PaceTicket pace_before(CUstream stream) noexcept {
   maybe_stamp(*d, now);
   // 1. The job's window.
   for (;;) {
+    d->follow_job(now);
     if (d->burst && !contended(*d, now)) {
       tp->last_window[ordinal] = kBurstWindow;
       t.bursting = true;

@@ -654,6 +654,12 @@ void note_held(const GpuState& gs, std::uint64_t ns) noexcept {
   if (core::LedgerRegion* r = joined_region(); r != nullptr) core::add_u64(r->devices[gs.ledger_dev].held_ns, ns);
 }
 
+std::uint64_t* job_spill_record(const GpuState& gs) noexcept {
+  if (gs.ledger_dev >= core::kMaxDevices) return nullptr;
+  core::LedgerRegion* r = joined_region();
+  return r != nullptr ? &r->devices[gs.ledger_dev].spill_until_ns : nullptr;
+}
+
 bool pid_in_this_job(unsigned pid) noexcept {
   if (pid == static_cast<unsigned>(getpid())) return true;
   const core::JobIdentity& job = platform::job_identity();

@@ -95,6 +95,10 @@ std::uint64_t job_used_by_uuid(const char* uuid) noexcept;
 /// `softmig status`). Lock-free; nothing happens without a ledger.
 void note_held(const GpuState& g, std::uint64_t ns) noexcept;
 
+/// The job's shared record of its compute-share spills on `g` (core::LedgerDevice::
+/// spill_until_ns), or nullptr when this process has not joined the job's ledger.
+std::uint64_t* job_spill_record(const GpuState& g) noexcept;
+
 /// True if `pid` belongs to this job (same SLURM job, or a member of this ledger outside SLURM).
 bool pid_in_this_job(unsigned pid) noexcept;
 

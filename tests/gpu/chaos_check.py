@@ -66,12 +66,12 @@ def ledger_live(uuid):
         data = f.read()
     dev = None
     for i in range(16):
-        off = 192 + i * 104
+        off = 192 + i * 112
         if data[off:off + 48].split(b"\0")[0].decode() == uuid:
             dev = i
     total, pids = 0, []
     for s in range(1024):
-        off = 192 + 16 * 104 + s * 320
+        off = 192 + 16 * 112 + s * 320
         pid = int.from_bytes(data[off:off + 8], "little")
         if pid == 0 or not os.path.exists("/proc/%d" % pid):
             continue

@@ -36,10 +36,10 @@ def ledger_path():
 
 def ledger_devices(path):
     with open(path, "rb") as f:
-        data = f.read(192 + 16 * 104)
+        data = f.read(192 + 16 * 112)
     out = {}
     for i in range(16):
-        off = 192 + i * 104
+        off = 192 + i * 112
         uuid = data[off:off + 48].split(b"\0")[0].decode()
         if uuid:
             used = int.from_bytes(data[off + 56:off + 64], "little")

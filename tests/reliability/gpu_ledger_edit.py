@@ -41,9 +41,9 @@ def zero(pid):
     with open(ledger_path(), "r+b") as f:
         m = mmap.mmap(f.fileno(), 0)
         for d in range(16):
-            struct.pack_into("<Q", m, 192 + d * 104 + 56, 0)          # devices[d].used
+            struct.pack_into("<Q", m, 192 + d * 112 + 56, 0)          # devices[d].used
         for s in range(1024):
-            off = 192 + 16 * 104 + s * 320
+            off = 192 + 16 * 112 + s * 320
             if struct.unpack_from("<Q", m, off)[0] == pid:
                 m[off + 32: off + 288] = bytes(256)                  # alloc[16], overhead[16]
         m.close()

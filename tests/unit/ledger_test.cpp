@@ -44,7 +44,7 @@ TEST(LedgerLayout, SizesAndOffsetsArePinned) {
   EXPECT_EQ(offsetof(LedgerHeader, lock), 128U);
   EXPECT_EQ(sizeof(LedgerHeader::lock), 64U);
 
-  EXPECT_EQ(sizeof(LedgerDevice), 104U);
+  EXPECT_EQ(sizeof(LedgerDevice), 112U);
   EXPECT_EQ(offsetof(LedgerDevice, uuid), 0U);
   EXPECT_EQ(offsetof(LedgerDevice, limit), 48U);
   EXPECT_EQ(offsetof(LedgerDevice, used), 56U);
@@ -53,6 +53,7 @@ TEST(LedgerLayout, SizesAndOffsetsArePinned) {
   EXPECT_EQ(offsetof(LedgerDevice, added), 80U);  // was reserved[0]: zero in older files
   EXPECT_EQ(offsetof(LedgerDevice, held_ns), 88U);  // was reserved[0]: zero in older files
   EXPECT_EQ(offsetof(LedgerDevice, sm_percent), 96U);  // was reserved[1]: zero in older files
+  EXPECT_EQ(offsetof(LedgerDevice, spill_until_ns), 104U);  // version 2
 
   EXPECT_EQ(sizeof(LedgerSlot), 320U);
   EXPECT_EQ(offsetof(LedgerSlot, pid), 0U);
@@ -65,13 +66,13 @@ TEST(LedgerLayout, SizesAndOffsetsArePinned) {
 
   EXPECT_EQ(offsetof(LedgerRegion, header), 0U);
   EXPECT_EQ(offsetof(LedgerRegion, devices), 192U);
-  EXPECT_EQ(offsetof(LedgerRegion, slots), 192U + 16U * 104U);
-  EXPECT_EQ(sizeof(LedgerRegion), 192U + 16U * 104U + 1024U * 320U);
-  EXPECT_EQ(sizeof(LedgerRegion), 329536U);
+  EXPECT_EQ(offsetof(LedgerRegion, slots), 192U + 16U * 112U);
+  EXPECT_EQ(sizeof(LedgerRegion), 192U + 16U * 112U + 1024U * 320U);
+  EXPECT_EQ(sizeof(LedgerRegion), 329664U);
 }
 
 TEST(LedgerLayout, ConstantsArePinned) {
-  EXPECT_EQ(kLedgerVersion, 1U);
+  EXPECT_EQ(kLedgerVersion, 2U);
   EXPECT_EQ(kMaxSlots, 1024U);
   EXPECT_EQ(kMaxDevices, 16U);
   EXPECT_EQ(kUuidChars, 48U);
@@ -122,9 +123,11 @@ TEST(CheckRegion, ForeignMagic) {
 
 TEST(CheckRegion, WrongVersion) {
   auto r = initialised();
-  r->header.version = 2;
+  r->header.version = kLedgerVersion + 1;
   EXPECT_EQ(check_region(*r, sizeof(LedgerRegion)), RegionCheck::kWrongVersion);
   r->header.version = 0;
+  EXPECT_EQ(check_region(*r, sizeof(LedgerRegion)), RegionCheck::kWrongVersion);
+  r->header.version = 1;  // a file of the layout before spill_until_ns
   EXPECT_EQ(check_region(*r, sizeof(LedgerRegion)), RegionCheck::kWrongVersion);
 }
 

@@ -26,6 +26,7 @@ struct JobSpec {
   std::int64_t host_ns = 3 * kUs;       ///< host time of one launch
   std::int64_t start_ns = 0;            ///< when the job starts launching
   std::int64_t stop_ns = INT64_MAX;     ///< when it stops (killed)
+  int job = -1;  ///< >= 0: a process of that job; its processes share their spills (the ledger's record)
 };
 
 struct Job {
@@ -48,6 +49,8 @@ struct Job {
   std::int64_t last_window = -1;
   std::uint64_t waits_for_backlog = 0;
   std::int64_t max_backlog_ns = 0;  ///< most queued GPU time seen at a launch
+  std::int64_t* job_spill = nullptr;  ///< the job's spill record (shared by its processes), if any
+  std::int64_t job_spill_seen = 0;
 
   [[nodiscard]] bool paced() const { return spec.percent < 100; }
   [[nodiscard]] bool alive(std::int64_t t) const { return t >= spec.start_ns && t < spec.stop_ns; }
@@ -86,11 +89,19 @@ struct Job {
         return;
       }
       pacer.drained(last_window, stop_at, t, t);
+      if (job_spill != nullptr && t > pacer.schedule().end(last_window)) {
+        *job_spill = std::max(*job_spill, t);
+        job_spill_seen = std::max(job_spill_seen, t);
+      }
       draining = false;
       host_free_at = std::max(resume_at, t);
       return;
     }
     if (paced()) {
+      if (job_spill != nullptr && *job_spill > job_spill_seen) {
+        job_spill_seen = *job_spill;
+        pacer.job_spill(*job_spill, t);
+      }
       const auto d = pacer.admit(t);
       if (d.verdict == WindowPacer::Verdict::kWait) {
         if (completed < launched) {
@@ -124,18 +135,45 @@ struct Job {
   }
 };
 
-/// Runs the jobs from `from` to `to` of simulated time in steps of `dt`.
-void simulate(std::vector<Job>& jobs, std::int64_t from, std::int64_t to, std::int64_t dt = kUs) {
+/// Runs the front kernel of `j` for `ns` of GPU time.
+void run_front(Job& j, std::int64_t ns, std::int64_t t_end) {
+  j.queue.front() -= ns;
+  if (j.queue.front() <= 0) {
+    j.queue.pop_front();
+    ++j.completed;
+    j.completion_ns.push_back(t_end);
+  }
+}
+
+/// Runs the jobs from `from` to `to` of simulated time in steps of `dt`. The GPU divides its time
+/// equally between the jobs that have work; or, with `slice_ns`, gives it to one at a time, for up
+/// to `slice_ns` or until its queue is empty, in turn (contexts of different processes on a GPU
+/// without MPS).
+void simulate(std::vector<Job>& jobs, std::int64_t from, std::int64_t to, std::int64_t dt = kUs,
+              std::int64_t slice_ns = 0) {
+  std::size_t turn = 0;
+  std::int64_t slice_left = 0;
   for (std::int64_t t = from; t < to; t += dt) {
-    unsigned active = 0;
-    for (const auto& j : jobs) active += j.queue.empty() ? 0U : 1U;
-    for (auto& j : jobs) {
-      if (j.queue.empty()) continue;
-      j.queue.front() -= dt / active;
-      if (j.queue.front() <= 0) {
-        j.queue.pop_front();
-        ++j.completed;
-        j.completion_ns.push_back(t + dt);
+    if (slice_ns > 0) {
+      if (jobs[turn].queue.empty() || slice_left <= 0) {
+        for (std::size_t i = 1; i <= jobs.size(); ++i) {
+          const std::size_t next = (turn + i) % jobs.size();
+          if (!jobs[next].queue.empty()) {
+            turn = next;
+            break;
+          }
+        }
+        slice_left = slice_ns;
+      }
+      if (!jobs[turn].queue.empty()) {
+        run_front(jobs[turn], dt, t + dt);
+        slice_left -= dt;
+      }
+    } else {
+      unsigned active = 0;
+      for (const auto& j : jobs) active += j.queue.empty() ? 0U : 1U;
+      for (auto& j : jobs) {
+        if (!j.queue.empty()) run_front(j, dt / active, t + dt);
       }
     }
     for (auto& j : jobs) j.host_step(t);
@@ -158,9 +196,14 @@ double relative_share(const JobSpec& spec, unsigned percent, std::int64_t from, 
 
 /// Runs the jobs together and returns each one's completions in [from, to) relative to the first
 /// job's spec running alone, unpaced.
-std::vector<double> shares_together(const std::vector<JobSpec>& specs, std::int64_t from, std::int64_t to) {
+std::vector<double> shares_together(const std::vector<JobSpec>& specs, std::int64_t from, std::int64_t to,
+                                    std::int64_t slice_ns = 0) {
   std::vector<Job> jobs(specs.begin(), specs.end());
-  simulate(jobs, 0, to);
+  std::vector<std::int64_t> spill_records(specs.size(), 0);
+  for (auto& j : jobs) {
+    if (j.spec.job >= 0) j.job_spill = &spill_records.at(static_cast<std::size_t>(j.spec.job));
+  }
+  simulate(jobs, 0, to, kUs, slice_ns);
   JobSpec bare = specs.front();
   bare.percent = 100;
   bare.stop_ns = INT64_MAX;
@@ -237,6 +280,31 @@ TEST(WindowPacer, AWindowAlwaysAdmitsItsFirstLaunch) {
   // ...yet the next window still admits one launch.
   const auto d = p.admit(400 * kMs + kMs);
   EXPECT_EQ(d.verdict, WindowPacer::Verdict::kGo);
+}
+
+TEST(WindowPacer, AnotherProcesssSpillIsChargedOnceAndHistoryIsNot) {
+  const ShareSchedule sched{50 * kMs, 25, 0};  // windows [0, 12.5 ms), [50, 62.5 ms), ...
+  WindowPacer p(sched);
+  EXPECT_EQ(p.admit(1 * kMs).verdict, WindowPacer::Verdict::kGo);
+  // Another process of the job saw the job's work of window 0 run until 14.5 ms.
+  p.job_spill(14500 * kUs, 15 * kMs);
+  EXPECT_EQ(p.debt(), 2 * kMs);
+  // This process's own, shorter spill of the same window adds nothing; the same report again neither.
+  p.drained(0, 12 * kMs, 13500 * kUs, 15 * kMs);
+  p.job_spill(14500 * kUs, 16 * kMs);
+  EXPECT_EQ(p.debt(), 2 * kMs);
+  const auto d = p.admit(50 * kMs);
+  EXPECT_EQ(d.verdict, WindowPacer::Verdict::kWait);
+  EXPECT_EQ(d.until, 52 * kMs);
+  // The next window's spill, reported by another process, delays the one after it.
+  p.job_spill(64500 * kUs, 65 * kMs);
+  EXPECT_EQ(p.admit(100 * kMs).until, 102 * kMs);
+  // A record older than a period is history (paid by the processes that were there then).
+  WindowPacer q(sched);
+  EXPECT_EQ(q.admit(1000 * kMs).verdict, WindowPacer::Verdict::kGo);
+  q.job_spill(14500 * kUs, 1000 * kMs);
+  EXPECT_EQ(q.debt(), 0);
+  EXPECT_EQ(q.admit(1001 * kMs).verdict, WindowPacer::Verdict::kGo);
 }
 
 TEST(WindowPacer, LongDebtSkipsWholeWindows) {
@@ -386,6 +454,34 @@ TEST(SharePacing, SamePhaseJobsStillGetNoMoreThanTheirShare) {
   for (const double share : shares_together({a, a}, 500 * kMs, 2500 * kMs)) {
     EXPECT_LE(share, 0.52);
     EXPECT_GE(share, 0.15);  // and none starves
+  }
+}
+
+TEST(SharePacing, ProcessesOfOneJobTogetherGetTheJobsShare) {
+  // Processes of one job (same schedule) whose contexts take turns on the GPU in 2 ms slices:
+  // the process whose work ran last past a window's end used GPU time that the others would
+  // refill at the next window's start if each paid only its own spill.
+  struct Case {
+    unsigned percent;
+    std::int64_t kernel_ns;
+    unsigned processes;
+  };
+  for (const Case c : {Case{10, 1300 * kUs, 3}, Case{25, 8 * kMs, 2}, Case{25, 8 * kMs, 3}, Case{50, 1600 * kUs, 2}}) {
+    JobSpec p;
+    p.percent = c.percent;
+    p.kernel_ns = c.kernel_ns;
+    double alone = 0;
+    double shared = 0;
+    for (const double x : shares_together(std::vector<JobSpec>(c.processes, p), 500 * kMs, 2500 * kMs, 2 * kMs)) {
+      alone += x;
+    }
+    p.job = 0;
+    for (const double x : shares_together(std::vector<JobSpec>(c.processes, p), 500 * kMs, 2500 * kMs, 2 * kMs)) {
+      shared += x;
+    }
+    std::printf("  %u processes at %u %%, %lld us kernels: %.4f sharing spills, %.4f each its own\n", c.processes,
+                c.percent, static_cast<long long>(c.kernel_ns / kUs), shared, alone);
+    EXPECT_NEAR(shared, c.percent / 100.0, 0.03) << c.processes << " processes at " << c.percent << " %";
   }
 }
 
