@@ -59,7 +59,7 @@ struct LedgerDevice {
   std::uint64_t oom_refusals;   ///< reservations refused because they would pass the limit
   std::uint64_t added;          ///< total of every increase of `used` ever made (wraps modulo 2^64)
   /// Thread-time the compute share held the job's launches back, summed over its processes
-  /// (display only, like `peak`). The one field changed without the lock: add_u64().
+  /// (display only, like `peak`). Changed without the lock: add_u64().
   std::uint64_t held_ns;
   /// Compute share (percent, 100 = none) the last process enforced (display only, like `limit`;
   /// 0 = not known).
