@@ -10,16 +10,23 @@
 #   recorded. CHECK_PROCS=N runs N copies at once (one job) and checks the mean of their shares
 #   (the fake GPU is per process, so each must get the job's windows; a real GPU divides them).
 #   CHECK_PEER=<file> keeps <file> stamped (another job's activity) while the victim runs.
+#   CHECK_SPILL=<us> with CHECK_SPILL_WRITER=<spill_writer>: stands in for another process of the
+#   job whose work runs <us> past the end of every window, through the job's ledger.
 #   Every check prints one line: "compute NAME: <value> (expected E +- T) ok|FAIL".
 set -uo pipefail
 name=$1 expect=$2 tol=$3
 shift 3
 envs=()
-CHECK_PROCS=1 CHECK_PEER=""
+CHECK_PROCS=1 CHECK_PEER="" CHECK_SPILL="" CHECK_SPILL_WRITER=""
+session=default pct=100
 while [[ $# -gt 0 && $1 != "--" ]]; do
   case $1 in
-    CHECK_PROCS=*|CHECK_PEER=*) declare "$1" ;;  # for this script, not the victim
-    *) envs+=("$1") ;;
+    CHECK_PROCS=*|CHECK_PEER=*|CHECK_SPILL=*|CHECK_SPILL_WRITER=*) declare "$1" ;;  # for this script, not the victim
+    *) envs+=("$1")
+       case $1 in
+         SOFTMIG_SESSION=*) session=${1#*=} ;;
+         CUDA_DEVICE_SM_LIMIT=*) pct=${1#*=} ;;
+       esac ;;
   esac
   shift
 done
@@ -35,8 +42,21 @@ procs=$CHECK_PROCS
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"; [[ -n $peer ]] && kill $peer 2>/dev/null' EXIT
 for ((i = 0; i < procs; i++)); do env "${envs[@]}" "$@" > "$tmp/$i" & done
+writer=""
+if [[ -n $CHECK_SPILL ]]; then
+  # The ledger of this session outside SLURM (no XDG_RUNTIME_DIR in these tests), and the fake GPU.
+  ledger="/tmp/softmig-$(id -u)/cudevshr.cache.session-${session//[^A-Za-z0-9._-]/_}"
+  "$CHECK_SPILL_WRITER" "$ledger" GPU-fa4e0000-0000-0000-0000-000000000000 "$pct" "$CHECK_SPILL" 30 > "$tmp/writer.out" 2>&1 &
+  writer=$!
+fi
 wait_ok=1
-for job in $(jobs -p); do [[ $job == "$peer" ]] && continue; wait "$job" || wait_ok=0; done
+for job in $(jobs -p); do [[ $job == "$peer" || $job == "$writer" ]] && continue; wait "$job" || wait_ok=0; done
+if [[ -n $writer ]]; then
+  kill "$writer" 2>/dev/null
+  wait "$writer" 2>/dev/null
+  grep FAIL "$tmp/writer.out" && wait_ok=0
+  rm -f "$tmp/writer.out"
+fi
 out=$(cat "$tmp"/*)
 [[ $wait_ok == 1 ]] || { echo "compute $name: victim failed"; echo "$out"; exit 1; }
 line=$(grep '^PACE' <<<"$out" | head -1)
