@@ -12,11 +12,12 @@
 # SHARE_LOADS (loads of the grid, default all), SHARE_PARTS (default "grid two_jobs busy burst
 # green").
 # Host-bound loads (launch, train): SHARE_ROUNDS (default 8) rounds of SHARE_TURN_SECS (default 1)
-# turns, see served_grid().
-# Run time on the H100 machine with the defaults: about 11 minutes (the host-bound grids about 7);
+# turns by SHARE_SETS (default 2) sets of processes per configuration, see served_grid().
+# Run time on the H100 machine with the defaults: about 12 minutes (the host-bound grids about 8);
 # never much over 14, because of SHARE_BUDGET_S. Where one command may run only 10 minutes, run it
-# in two parts: SHARE_LOADS="launch train" SHARE_PARTS=grid, then SHARE_LOADS="matmul graph coop
-# bandwidth" (which leaves the overhead out: it comes from the launch grid).
+# in three parts of about 4 minutes: SHARE_LOADS=launch SHARE_PARTS="grid two_jobs busy", then
+# SHARE_LOADS=train SHARE_PARTS="grid busy", then SHARE_LOADS="matmul graph coop bandwidth" (each
+# part reports "no result" for what needs another part's bare rates).
 # Each load process is pinned to two cores of its own (the n-th process of a measurement to cores
 # 2n+2 and 2n+3), as a SLURM job is to its cores: the host-bound loads vary between processes by
 # up to ~15 % unpinned, and over seconds by up to 25 % on this VM, so they are measured in short
@@ -101,6 +102,7 @@ NCPU = os.cpu_count() or 1
 PIN = os.environ.get("SHARE_PIN", "1") != "0" and NCPU >= 6
 HOST = ("launch", "train")   # host-bound: measured in turns by processes that stay up
 ROUNDS = max(1, int(os.environ.get("SHARE_ROUNDS", "8")))
+SETS = max(1, int(os.environ.get("SHARE_SETS", "2")))
 TURN_SECS = float(os.environ.get("SHARE_TURN_SECS", "1"))
 TURN_WARM_MS = 100
 STRIP = ("CUDA_DEVICE_MEMORY_LIMIT", "CUDA_DEVICE_SM_", "SOFTMIG_SM_")
@@ -405,23 +407,28 @@ def turn(procs):
 
 def served_grid(load):
     """A host-bound load (HOST): its rate drifts by 10-25 % over seconds on the VM, so every
-    configuration is one set of processes (as many as the job has) that stays up and measures
-    TURN_SECS at a time, taking turns with the others: ROUNDS rounds, each with two bare turns,
-    in alternating order. A cell is the mean of its turns; the reference the mean of the bare ones."""
+    configuration is SETS sets of processes (each as many as the job has, a job of its own) that
+    stay up and measure TURN_SECS at a time, taking turns with the others: ROUNDS rounds, each with
+    two bare turns, in alternating order; a configuration's turns go to its sets in turn (one set
+    of processes runs up to ~10 % faster or slower than another). A cell is the mean of its turns;
+    the reference the mean of the bare ones."""
     for nproc in ([1, 2] if load in TWO else [1]):
         tag = "%s x%d" % (load, nproc)
         if over_budget(tag):
             continue
         modes = host_modes(load, nproc)
         board = new_board()
-        procs = {}
+        procs = {}   # mode -> SETS lists of nproc processes
         rates = {m: [] for m in modes}
+        turns = {m: 0 for m in modes}
         try:
             for mode in modes:
-                over = mode_over(load, nproc, mode)
-                procs[mode] = [Proc("%s %s #%d" % (tag, mode_label(mode), i + 1), load, TURN_SECS, over, board,
-                                    slot=i, pin_now=False) for i in range(nproc)]
-            every = [p for ps in procs.values() for p in ps]
+                procs[mode] = []
+                for k in range(SETS):
+                    over = mode_over(load, nproc, mode)   # a session (job) per set
+                    procs[mode].append([Proc("%s %s set %d #%d" % (tag, mode_label(mode), k + 1, i + 1), load,
+                                             TURN_SECS, over, board, slot=i, pin_now=False) for i in range(nproc)])
+            every = [p for sets in procs.values() for ps in sets for p in ps]
             pump(every, lambda: all(p.first("READY") or p.eof for p in every), time.monotonic() + 180)
             progress("%s: %d processes set up" % (tag, len(every)))
             if PIN:
@@ -434,7 +441,8 @@ def served_grid(load):
                 if rnd > 0 and over_budget("%s round %d" % (tag, rnd + 1)):
                     break
                 for mode in (order if rnd % 2 == 0 else order[::-1]):
-                    r = turn(procs[mode])
+                    r = turn(procs[mode][turns[mode] % SETS])
+                    turns[mode] += 1
                     if r is not None:
                         rates[mode].append(r)
                     else:
@@ -443,7 +451,7 @@ def served_grid(load):
                 progress("%s round %d: bare %s; %s" % (tag, rnd + 1, human(b), ", ".join(
                     "%s %.3f" % (mode_label(m), rates[m][-1] / b) for m in rest if rates[m] and b)))
         finally:
-            for p in [p for ps in procs.values() for p in ps]:
+            for p in [p for sets in procs.values() for ps in sets for p in ps]:
                 p.finish()
             shutil.rmtree(board, ignore_errors=True)
         for mode, rs in rates.items():
@@ -481,7 +489,18 @@ def cell_ok(load, mode, rel):
 two_jobs = {}
 
 
+def has_bare(load, what):
+    """False (and says so) when the load's bare rate was not measured in this run (SHARE_LOADS)."""
+    if bare_rate(load) is None:
+        progress("%s: skipped, no bare rate of %s in this run" % (what, load))
+        return False
+    return True
+
+
 def two_jobs_run(load):
+    if not has_bare(load, "two jobs %s" % load):
+        two_jobs[load] = {"rates": None, "rel": None}
+        return
     over_a = {"CUDA_DEVICE_SM_LIMIT": "50", "CUDA_DEVICE_SM_PHASE": "0", "SOFTMIG_SM_POLICY": "strict",
               "SOFTMIG_SESSION": session("jobA")}
     over_b = {"CUDA_DEVICE_SM_LIMIT": "50", "CUDA_DEVICE_SM_PHASE": "50", "SOFTMIG_SM_POLICY": "strict",
@@ -504,6 +523,8 @@ shared = {}
 
 
 def shared_run(load, pct):
+    if not has_bare(load, "%s at %d %% on a busy card" % (load, pct)):
+        return
     over_a = {"CUDA_DEVICE_SM_LIMIT": str(pct), "CUDA_DEVICE_SM_PHASE": "0", "SOFTMIG_SM_POLICY": "strict",
               "SOFTMIG_SESSION": session("sharedA")}
     over_b = {"CUDA_DEVICE_SM_LIMIT": str(100 - pct), "CUDA_DEVICE_SM_PHASE": str(pct),
@@ -535,6 +556,8 @@ def units_at(points, t):
 
 
 def burst_run():
+    if not has_bare("matmul", "burst"):
+        return
     bare = bare_rate("matmul")
     outs = measure("burst alone", [("matmul", SECS, {"CUDA_DEVICE_SM_LIMIT": "25", "SOFTMIG_SM_POLICY": "burst",
                                                      "CUDA_DEVICE_SM_PHASE": "0",
@@ -699,13 +722,13 @@ md.append("GPU: %s. %g s per measurement, after a 0.3 s warm-up; library `%s`." 
 md.append("")
 md.append("Relative share = rate with softmig and the limit / rate without softmig, same number of "
           "processes (2 processes: one job, both started together, rates summed; %s). Launch and "
-          "train (host-bound): every configuration is a set of processes that stays up and measures "
+          "train (host-bound): every configuration is %d sets of processes that stay up and measure "
           "%g s at a time (after %d ms of warm-up), taking turns with the others in %d rounds of "
-          "alternating order, each round with two bare turns; a cell is the mean of its turns, the "
-          "reference the mean of the bare turns. Targets: "
+          "alternating order, each round with two bare turns, a configuration's turns going to its sets "
+          "in turn; a cell is the mean of its turns, the reference the mean of the bare turns. Targets: "
           "|relative - limit| <= 0.05 (matmul 0.02); at 100 %%: >= 0.95 (launch >= 0.98); "
           "bandwidth is reported only." % ("each process pinned to two cores" if PIN else "not pinned",
-                                            TURN_SECS, TURN_WARM_MS, ROUNDS))
+                                            SETS, TURN_SECS, TURN_WARM_MS, ROUNDS))
 md.append("")
 md.append("| load | processes | 10 % | 25 % | 50 % | 75 % | 100 % | bare rate |")
 md.append("|---|---|---|---|---|---|---|---|")
