@@ -45,11 +45,14 @@ constexpr std::int64_t kStampEveryNs = 5 * kMs;     ///< activity stamps while t
 constexpr std::int64_t kScanEveryNs = 5 * kMs;      ///< burst mode: how often others are looked for
 constexpr std::int64_t kFreshNs = 30 * kMs;         ///< a stamp this recent means "active"
 constexpr std::int64_t kGiveUpNs = 1000 * kMs;      ///< never wait longer for queued work
+constexpr std::uint64_t kFutureSlackNs = kMs;       ///< a job spill record this far ahead was edited
 constexpr std::int64_t kBurstWindow = -2;           ///< launches made while bursting
 constexpr unsigned kStreams = 8;                    ///< streams tracked per thread
 
 using platform::sleep_ns;
 std::int64_t now_ns() noexcept { return platform::monotonic_ns(); }
+
+std::atomic<bool> g_warned_future{false};  ///< a job spill record in the future was logged
 
 /// One GPU's pacing state in this process.
 struct PaceDevice {
@@ -99,7 +102,19 @@ struct PaceDevice {
   /// load per launch while there is none.
   void follow_job(std::int64_t now) noexcept {
     if (job_spill == nullptr) return;
-    const auto until = static_cast<std::int64_t>(__atomic_load_n(job_spill, __ATOMIC_RELAXED));
+    std::uint64_t raw = __atomic_load_n(job_spill, __ATOMIC_RELAXED);
+    if (raw > static_cast<std::uint64_t>(now) + kFutureSlackNs) {
+      // No process reports a time still to come: the file was edited. Left there, the mark
+      // would stop every later spill from raising it, and each process would pay only its own.
+      __atomic_compare_exchange_n(job_spill, &raw, 0, /*weak=*/false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+      if (job_spill_seen.load(std::memory_order_relaxed) > now) job_spill_seen.store(now, std::memory_order_relaxed);
+      if (!g_warned_future.exchange(true)) {
+        platform::log_warning("compute share: the job's spill record in its ledger lies in the future "
+                              "(edited?); reset");
+      }
+      return;
+    }
+    const auto until = static_cast<std::int64_t>(raw);
     if (until <= job_spill_seen.load(std::memory_order_relaxed)) return;
     pthread_mutex_lock(&mu);
     if (until > job_spill_seen.load(std::memory_order_relaxed)) {
@@ -231,8 +246,12 @@ PaceDevice* device(int ordinal) noexcept {
     uuid = g->uuid;
     d.gpu_state = g;
     d.job_spill = job_spill_record(*g);
-    // Spills from before this process are history: paid by the processes that were there.
-    if (d.job_spill != nullptr) d.job_spill_seen.store(static_cast<std::int64_t>(core::load_u64(*d.job_spill)));
+    // Spills from before this process are history: paid by the processes that were there. (A
+    // record in the future was edited: follow_job() resets it.)
+    if (d.job_spill != nullptr) {
+      const auto now = static_cast<std::uint64_t>(now_ns());
+      d.job_spill_seen.store(static_cast<std::int64_t>(std::min(core::load_u64(*d.job_spill), now)));
+    }
   } else {
     limit = s.limits.resolve(ordinal, "");
     platform::log_error("compute share: GPU %d cannot be identified; applying its ordinal/global "

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 /// spill_writer: stands in for another process of a job whose work runs past every window's end.
 ///
-///   spill_writer LEDGER UUID PERCENT SPILL_US SECONDS
+///   spill_writer LEDGER UUID PERCENT SPILL_US SECONDS [--edited-first]
 ///
 /// Waits (up to 10 s) for the job's ledger LEDGER to be initialised and to have an entry for
 /// UUID, then for SECONDS keeps that entry's spill record (spill_until_ns) at SPILL_US past the
 /// end of the job's latest window (PERCENT of every 50 ms, phase 0), raising it as a process of
-/// the job does. Exits 1 if the ledger never shows up.
+/// the job does. --edited-first: first writes a record an hour ahead, as a hand edit could (the
+/// record then stays there until a process of the job resets it). Exits 1 if the ledger never
+/// shows up.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -58,8 +60,9 @@ softmig::core::LedgerDevice* find_entry(const char* path, const char* uuid) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 6) {
-    std::fprintf(stderr, "usage: spill_writer LEDGER UUID PERCENT SPILL_US SECONDS\n");
+  const bool edited_first = argc == 7 && std::strcmp(argv[6], "--edited-first") == 0;
+  if (argc != 6 && !edited_first) {
+    std::fprintf(stderr, "usage: spill_writer LEDGER UUID PERCENT SPILL_US SECONDS [--edited-first]\n");
     return 2;
   }
   const softmig::core::ShareSchedule s{softmig::core::kDefaultPeriodNs, static_cast<unsigned>(std::atoi(argv[3])), 0};
@@ -73,6 +76,7 @@ int main(int argc, char** argv) {
     sleep_ns(10'000'000);
     entry = find_entry(argv[1], argv[2]);
   }
+  if (edited_first) softmig::core::store_u64(entry->spill_until_ns, static_cast<std::uint64_t>(now_ns() + 3'600'000'000'000));
   const std::int64_t until = now_ns() + static_cast<std::int64_t>(std::atof(argv[5]) * 1e9);
   for (std::int64_t t = now_ns(); t < until; t = now_ns()) {
     const std::int64_t latest = s.current_or_next(t) - 1;  // the latest window that has ended
