@@ -57,8 +57,7 @@ void WindowPacer::drained(std::int64_t window, std::int64_t stopped_at, std::int
     const std::int64_t sample = std::max<std::int64_t>(idle_at - stopped_at, 0);
     drain_est_ = std::min((3 * drain_est_ + sample) / 4, s_.window_ns());
   }
-  if (charge_spill(window, idle_at - end, now)) return;
-  if (k_ >= 0) recompute_close();
+  charge_spill(window, idle_at - end, now);
 }
 
 void WindowPacer::job_spill(std::int64_t idle_at, std::int64_t now) noexcept {
@@ -66,34 +65,34 @@ void WindowPacer::job_spill(std::int64_t idle_at, std::int64_t now) noexcept {
   const std::int64_t window = s_.current_or_next(idle_at) - 1;
   // Older than a spill already charged (paid with it), or history from before this process.
   if (window < spill_window_ || now - idle_at > s_.period_ns) return;
-  if (charge_spill(window, idle_at - s_.end(window), now)) return;
-  if (k_ >= 0) recompute_close();
+  charge_spill(window, idle_at - s_.end(window), now);
 }
 
-bool WindowPacer::charge_spill(std::int64_t window, std::int64_t spill, std::int64_t now) noexcept {
-  if (spill <= 0) return false;
-  // Several threads (and processes) may report the same window: its spill is the longest, once.
-  std::int64_t add = spill;
-  if (window == spill_window_) {
-    add = std::max<std::int64_t>(spill - spill_max_, 0);
-    spill_max_ = std::max(spill_max_, spill);
-  } else {
-    spill_window_ = window;
-    spill_max_ = spill;
-  }
-  debt_ += add;
-  // A later window that has not opened yet pays at once.
-  if (k_ > window && now < open_from_ && debt_ > 0) {
-    const std::int64_t room = s_.end(k_) - open_from_;
-    const std::int64_t pay = std::min(debt_, room);
-    open_from_ += pay;
-    debt_ -= pay;
-    if (open_from_ >= s_.end(k_)) {
-      enter(k_ + 1);
-      return true;
+void WindowPacer::charge_spill(std::int64_t window, std::int64_t spill, std::int64_t now) noexcept {
+  if (spill > 0) {
+    // Several threads (and processes) may report the same window: its spill is the longest, once.
+    std::int64_t add = spill;
+    if (window == spill_window_) {
+      add = std::max<std::int64_t>(spill - spill_max_, 0);
+      spill_max_ = std::max(spill_max_, spill);
+    } else {
+      spill_window_ = window;
+      spill_max_ = spill;
+    }
+    debt_ += add;
+    // A later window that has not opened yet pays at once.
+    if (k_ > window && now < open_from_ && debt_ > 0) {
+      const std::int64_t room = s_.end(k_) - open_from_;
+      const std::int64_t pay = std::min(debt_, room);
+      open_from_ += pay;
+      debt_ -= pay;
+      if (open_from_ >= s_.end(k_)) {
+        enter(k_ + 1);  // recomputes the close
+        return;
+      }
     }
   }
-  return false;
+  if (k_ >= 0) recompute_close();
 }
 
 // ---- StreamPace ---------------------------------------------------------------------------

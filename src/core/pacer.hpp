@@ -89,8 +89,8 @@ class WindowPacer {
  private:
   void enter(std::int64_t k) noexcept;
   void recompute_close() noexcept;
-  /// Adds `window`'s spill to the debt (true if that moved to a later window).
-  bool charge_spill(std::int64_t window, std::int64_t spill, std::int64_t now) noexcept;
+  /// Adds `window`'s spill (if any) to the debt, then recomputes the close.
+  void charge_spill(std::int64_t window, std::int64_t spill, std::int64_t now) noexcept;
 
   ShareSchedule s_;
   std::int64_t k_ = -1;          ///< current window index (-1: none yet)

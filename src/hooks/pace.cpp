@@ -70,7 +70,8 @@ struct PaceDevice {
   GpuState* gpu_state = nullptr;  ///< where held-back time is recorded (nullptr: nowhere)
   /// The job's spill record in its ledger (nullptr: not shared; each process pays its own).
   std::uint64_t* job_spill = nullptr;
-  std::atomic<std::int64_t> job_spill_seen{0};  ///< the latest record already charged here
+  /// The latest record already charged here; written with `mu` held, read without it.
+  std::atomic<std::int64_t> job_spill_seen{0};
 
   /// The pacer's decision for a launch at `now` (its lock held, the fast-path bounds updated).
   WindowPacer::Decision admit(std::int64_t now) noexcept {
@@ -88,13 +89,11 @@ struct PaceDevice {
     pacer.drained(w, stopped_at, idle_at, now);
     publish();
     const std::int64_t end = pacer.schedule().end(w);
-    pthread_mutex_unlock(&mu);
     if (job_spill != nullptr && idle_at > end) {
       core::max_u64(*job_spill, static_cast<std::uint64_t>(idle_at));
-      std::int64_t seen = job_spill_seen.load(std::memory_order_relaxed);
-      while (seen < idle_at && !job_spill_seen.compare_exchange_weak(seen, idle_at, std::memory_order_relaxed)) {
-      }
+      if (idle_at > job_spill_seen.load(std::memory_order_relaxed)) job_spill_seen.store(idle_at, std::memory_order_relaxed);
     }
+    pthread_mutex_unlock(&mu);
     return end;
   }
 
@@ -103,6 +102,8 @@ struct PaceDevice {
   void follow_job(std::int64_t now) noexcept {
     if (job_spill == nullptr) return;
     std::uint64_t raw = __atomic_load_n(job_spill, __ATOMIC_RELAXED);
+    if (raw <= static_cast<std::uint64_t>(job_spill_seen.load(std::memory_order_relaxed))) return;
+    pthread_mutex_lock(&mu);
     if (raw > static_cast<std::uint64_t>(now) + kFutureSlackNs) {
       // No process reports a time still to come: the file was edited. Left there, the mark
       // would stop every later spill from raising it, and each process would pay only its own.
@@ -112,12 +113,7 @@ struct PaceDevice {
         platform::log_warning("compute share: the job's spill record in its ledger lies in the future "
                               "(edited?); reset");
       }
-      return;
-    }
-    const auto until = static_cast<std::int64_t>(raw);
-    if (until <= job_spill_seen.load(std::memory_order_relaxed)) return;
-    pthread_mutex_lock(&mu);
-    if (until > job_spill_seen.load(std::memory_order_relaxed)) {
+    } else if (const auto until = static_cast<std::int64_t>(raw); until > job_spill_seen.load(std::memory_order_relaxed)) {
       job_spill_seen.store(until, std::memory_order_relaxed);
       pacer.job_spill(until, now);
       publish();
