@@ -28,13 +28,16 @@
 #   a. bare rate, 1 process and 2 processes at once (summed);
 #   b. preloaded, CUDA_DEVICE_SM_LIMIT 10/25/50/75/100, 1 process and 2 processes of one job:
 #      relative = rate / bare rate with as many processes;
-#   c. two jobs at 50 % (phases 0 and 50) together, on matmul and launch: each relative to 1 bare;
+#   c. two jobs at 50 % (phases 0 and 50) together, on matmul and launch: each relative to 1 bare
+#      (matmul: the mean of SHARE_TWO_JOBS_RUNS runs, default 3; launch: in turns, as in a.-b.);
 #   d. burst: a 25 % burst job alone; then a 25 % burst job joined after 2 s by a 50 % strict one
 #      (rate before and during, and how fast the burst job falls back);
 #   e. overhead: launch rate preloaded without a limit against bare, in the turns of the launch
 #      grid (reported; the verdict on the overhead is tests/gpu/run.sh's in-process A/B);
 #   f. green: the matmul alone in green contexts of 32, 64 and 96 SMs, without softmig: what a
 #      spatial slice of the card delivers, for comparison.
+# The GPU's SM clock, temperature and power are sampled every 100 ms (nvidia-smi) and each
+# measurement notes their medians over its timed interval.
 # Prints progress lines ("# ..."), the table, "RESULT {json}" lines for tests/gpu/summarize.py,
 # and writes OUT_DIR/compute_share.md (the table), compute_share.json (every measurement) and
 # compute_share.log (every load's stdout).
@@ -80,6 +83,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 LIB, BENCH, TRAIN, OUT = sys.argv[1:5]
@@ -105,6 +109,7 @@ ROUNDS = max(1, int(os.environ.get("SHARE_ROUNDS", "8")))
 SETS = max(1, int(os.environ.get("SHARE_SETS", "2")))
 TURN_SECS = float(os.environ.get("SHARE_TURN_SECS", "1"))
 TURN_WARM_MS = 100
+TWO_JOBS_RUNS = max(1, int(os.environ.get("SHARE_TWO_JOBS_RUNS", "3")))
 STRIP = ("CUDA_DEVICE_MEMORY_LIMIT", "CUDA_DEVICE_SM_", "SOFTMIG_SM_")
 BASE_ENV = {k: v for k, v in os.environ.items()
             if not k.startswith(STRIP) and k not in ("SLURM_JOB_ID", "LD_PRELOAD", "SOFTMIG_SESSION")}
@@ -156,6 +161,46 @@ def new_board():
 
 def elapsed():
     return time.monotonic() - T0
+
+
+class ClockLog:
+    """The GPU's SM clock, temperature and power every 100 ms (nvidia-smi), each sample stamped
+    with CLOCK_MONOTONIC on arrival: the clock a measurement ran at explains what a compute-bound
+    load does in its share of the time (the card is power-capped when the load fills it)."""
+
+    def __init__(self):
+        self.samples = []   # (monotonic ns, MHz, deg C, W)
+        self.p = None
+        gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0] or "0"
+        try:
+            self.p = subprocess.Popen(["nvidia-smi", "-i", gpu, "--query-gpu=clocks.sm,temperature.gpu,power.draw",
+                                       "--format=csv,noheader,nounits", "-lms", "100"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        except OSError:
+            return
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            try:
+                mhz, temp, watts = (float(x) for x in line.split(","))
+            except ValueError:
+                continue
+            self.samples.append((time.monotonic_ns(), mhz, temp, watts))
+
+    def during(self, t0_ns, t1_ns):
+        """Median (MHz, deg C, W) of the samples in [t0, t1], or None."""
+        got = [s for s in list(self.samples) if t0_ns <= s[0] <= t1_ns]
+        if not got:
+            return None
+        return tuple(statistics.median(s[i] for s in got) for i in (1, 2, 3))
+
+    def stop(self):
+        if self.p is not None and self.p.poll() is None:
+            self.p.kill()
+
+
+CLOCKS = ClockLog()
 
 
 def human(x):
@@ -244,17 +289,28 @@ class Proc:
         return rc
 
     def share(self):
-        """The SHARE line as a dict (numbers as floats), or None."""
-        for l in reversed(self.lines):
-            if l.startswith("SHARE "):
-                out = {}
-                for kv in l.split()[1:]:
-                    k, _, v = kv.partition("=")
-                    try:
-                        out[k] = float(v)
-                    except ValueError:
-                        out[k] = v
-                return out
+        """The last SHARE line as a dict (numbers as floats), with the GPU's median SM clock,
+        temperature and power during its timed interval (mhz, temp_c, watts) where sampled; or None."""
+        start = None
+        for i in range(len(self.lines) - 1, -1, -1):
+            l = self.lines[i]
+            if not l.startswith("SHARE "):
+                continue
+            for earlier in reversed(self.lines[:i]):
+                if earlier.startswith("START "):
+                    start = int(earlier.split()[1])
+                    break
+            out = {}
+            for kv in l.split()[1:]:
+                k, _, v = kv.partition("=")
+                try:
+                    out[k] = float(v)
+                except ValueError:
+                    out[k] = v
+            seen = CLOCKS.during(start, start + int(out.get("seconds", 0) * 1e9)) if start else None
+            if seen:
+                out["mhz"], out["temp_c"], out["watts"] = seen
+            return out
         return None
 
 
@@ -336,6 +392,9 @@ def total(outs):
             r[k] = sum(o[k] for o in outs)
     if len(outs) == 1 and "busy" in outs[0]:
         r["busy"], r["unit_gpu_ms"] = outs[0]["busy"], outs[0]["unit_gpu_ms"]
+    for k in ("mhz", "temp_c", "watts"):
+        if all(k in o for o in outs):
+            r[k] = statistics.mean(o[k] for o in outs)
     return r
 
 
@@ -497,22 +556,72 @@ def has_bare(load, what):
     return True
 
 
+def two_jobs_over(job, phase):
+    return {"CUDA_DEVICE_SM_LIMIT": "50", "CUDA_DEVICE_SM_PHASE": str(phase), "SOFTMIG_SM_POLICY": "strict",
+            "SOFTMIG_SESSION": session(job)}
+
+
 def two_jobs_run(load):
-    if not has_bare(load, "two jobs %s" % load):
-        two_jobs[load] = {"rates": None, "rel": None}
-        return
-    over_a = {"CUDA_DEVICE_SM_LIMIT": "50", "CUDA_DEVICE_SM_PHASE": "0", "SOFTMIG_SM_POLICY": "strict",
-              "SOFTMIG_SESSION": session("jobA")}
-    over_b = {"CUDA_DEVICE_SM_LIMIT": "50", "CUDA_DEVICE_SM_PHASE": "50", "SOFTMIG_SM_POLICY": "strict",
-              "SOFTMIG_SESSION": session("jobB")}
-    outs = measure("two jobs %s" % load, [(load, SECS, over_a), (load, SECS, over_b)])
-    bare = bare_rate(load)
-    r = {"rates": None, "rel": None}
-    if outs and all(outs) and bare:
-        r = {"rates": [o["rate"] for o in outs], "rel": [o["rate"] / bare for o in outs]}
-        progress("two jobs %s: job A %.3f, job B %.3f of one bare process" % (load, r["rel"][0], r["rel"][1]))
+    """Jobs A and B at 50 %, phases 0 and 50, together: TWO_JOBS_RUNS runs of fresh processes,
+    each job's rate relative to one bare process; host-bound loads in turns (two_jobs_served)."""
+    r = {"runs": [], "rel": None}
     two_jobs[load] = r
     DATA["two_jobs"][load] = r
+    if load in HOST:
+        return two_jobs_served(load, r)   # with bare turns of its own
+    if not has_bare(load, "two jobs %s" % load):
+        return
+    bare = bare_rate(load)
+    for i in range(TWO_JOBS_RUNS):
+        outs = measure("two jobs %s run %d" % (load, i + 1),
+                       [(load, SECS, two_jobs_over("jobA", 0)), (load, SECS, two_jobs_over("jobB", 50))])
+        if not outs or not all(outs):
+            continue
+        run = {"rel": [o["rate"] / bare for o in outs], "mhz": outs[0].get("mhz")}
+        r["runs"].append(run)
+        progress("two jobs %s run %d: job A %.3f, job B %.3f of one bare process" % (load, i + 1, *run["rel"]))
+    if r["runs"]:
+        r["rel"] = [statistics.mean(run["rel"][j] for run in r["runs"]) for j in (0, 1)]
+
+
+def two_jobs_served(load, r):
+    """A host-bound load's two jobs: processes that stay up and run together for TURN_SECS at a
+    time, in ROUNDS rounds with a bare turn each (SETS bare processes in turn), as in
+    served_grid(); each job's rate is relative to the mean of this series' bare turns."""
+    board = new_board()
+    serve = {"SHARE_SERVE": "1", "SHARE_WARM_MS": str(TURN_WARM_MS)}
+    pair = [Proc("two jobs %s job %s" % (load, job), load, TURN_SECS, dict(serve, **two_jobs_over("job" + job, phase)),
+                 board, slot=i, pin_now=False) for i, (job, phase) in enumerate((("A", 0), ("B", 50)))]
+    bares = [Proc("two jobs %s bare set %d" % (load, k + 1), load, TURN_SECS, dict(serve, _bare="1"), board,
+                  slot=0, pin_now=False) for k in range(SETS)]
+    every = pair + bares
+    rates = {"A": [], "B": [], "bare": []}
+    try:
+        pump(every, lambda: all(p.first("READY") or p.eof for p in every), time.monotonic() + 180)
+        if PIN:
+            for p in every:
+                pin_all(p.p.pid, cores_for(p.slot))
+        for rnd in range(ROUNDS):
+            if rnd > 0 and over_budget("two jobs %s round %d" % (load, rnd + 1)):
+                break
+            for what in (("bare", "pair") if rnd % 2 == 0 else ("pair", "bare")):
+                if what == "bare":
+                    b = turn([bares[rnd % SETS]])
+                    if b is not None:
+                        rates["bare"].append(b)
+                elif turn(pair) is not None:
+                    rates["A"].append(pair[0].share()["rate"])
+                    rates["B"].append(pair[1].share()["rate"])
+    finally:
+        for p in every:
+            p.finish()
+        shutil.rmtree(board, ignore_errors=True)
+    if rates["bare"] and rates["A"]:
+        base = statistics.mean(rates["bare"])
+        r["rel"] = [statistics.mean(rates[j]) / base for j in ("A", "B")]
+        r["turns"] = {k: v for k, v in rates.items()}
+        progress("two jobs %s: job A %.3f, job B %.3f of one bare process, over %d turns" %
+                 (load, r["rel"][0], r["rel"][1], len(rates["A"])))
 
 
 # ---- c2. a job on a busy card: the rest of the GPU's time taken by a matmul job ----------
@@ -644,7 +753,7 @@ def green_run():
             total_sms = o.get("sms", 0)
             green[sms] = {"rate": o["rate"], "rel": o["rate"] / bare, "sms": o.get("green_sms", sms),
                           "fraction": o.get("green_sms", sms) / total_sms if total_sms else None,
-                          "unit_gpu_ms": o.get("unit_gpu_ms")}
+                          "unit_gpu_ms": o.get("unit_gpu_ms"), "mhz": o.get("mhz"), "watts": o.get("watts")}
             progress("matmul in a green context of %d SMs: %.3f of bare" % (sms, green[sms]["rel"]))
     DATA["green"] = green
 
@@ -687,6 +796,7 @@ for load in [l for l in ("graph", "coop", "bandwidth") if l in GRID and "grid" i
     safely(grid, load)
 DATA["burst"] = burst
 DATA["overhead"] = overhead
+CLOCKS.stop()
 with open(os.path.join(OUT, "compute_share.json"), "w") as f:
     json.dump(DATA, f, indent=1, sort_keys=True)
 
@@ -708,6 +818,13 @@ def bare_text(load, c):
 
 def mark(ok):
     return "" if ok is None else (" pass" if ok else " FAIL")
+
+
+def mhz_text(c):
+    """The SM clock (and power) a measurement ran at, as sampled by CLOCKS."""
+    if not c or not c.get("mhz"):
+        return "-"
+    return "%.0f MHz%s" % (c["mhz"], ", %.0f W" % c["watts"] if c.get("watts") else "")
 
 
 try:
@@ -780,21 +897,21 @@ if mm_bare and "busy" in mm_bare:
               "GEMMs took. A GEMM takes less GPU time when the card, idle the rest of the time, runs at a "
               "higher clock.")
     md.append("")
-    md.append("| limit | relative throughput | GPU time share | GPU time of one GEMM |")
-    md.append("|---|---|---|---|")
-    md.append("| bare | 1.000 | %.3f | %.3f ms |" % (mm_bare["busy"], mm_bare["unit_gpu_ms"]))
+    md.append("| limit | relative throughput | GPU time share | GPU time of one GEMM | SM clock (median) |")
+    md.append("|---|---|---|---|---|")
+    md.append("| bare | 1.000 | %.3f | %.3f ms | %s |" % (mm_bare["busy"], mm_bare["unit_gpu_ms"], mhz_text(mm_bare)))
     busy_ok, busy_vals = True, []
     for pct in LIMITS:
         c = cells.get(("matmul", 1, pct))
         if not c or "busy" not in c:
-            md.append("| %d %% | - | - | - |" % pct)
+            md.append("| %d %% | - | - | - | - |" % pct)
             busy_ok = busy_ok and pct == 100
             continue
         ok = abs(c["busy"] - pct / 100.0) <= tolerance("matmul") if pct < 100 else None
         busy_ok = busy_ok and ok is not False
         busy_vals.append("%d%% %.3f" % (pct, c["busy"]))
-        md.append("| %d %% | %.3f | %.3f%s | %.3f ms |" % (pct, c["rate"] / mm_bare["rate"], c["busy"], mark(ok),
-                                                       c["unit_gpu_ms"]))
+        md.append("| %d %% | %.3f | %.3f%s | %.3f ms | %s |" % (pct, c["rate"] / mm_bare["rate"], c["busy"], mark(ok),
+                                                            c["unit_gpu_ms"], mhz_text(c)))
     results.append({"name": "compute share matmul GPU time", "ok": busy_ok,
                     "detail": "GPU time share %s (tolerance 0.02); one GEMM %.3f ms bare" %
                               (", ".join(busy_vals) or "no results", mm_bare["unit_gpu_ms"])})
@@ -803,11 +920,12 @@ if green:
     md.append("The same matmul alone in a green context (a fixed subset of the SMs; no softmig), relative to "
               "bare: what a spatial slice of this card delivers.")
     md.append("")
-    md.append("| SMs | fraction of the SMs | relative throughput |")
-    md.append("|---|---|---|")
+    md.append("| SMs | fraction of the SMs | relative throughput | SM clock (median) |")
+    md.append("|---|---|---|---|")
     for sms in sorted(green):
         g = green[sms]
-        md.append("| %d | %s | %.3f |" % (g["sms"], "-" if g["fraction"] is None else "%.3f" % g["fraction"], g["rel"]))
+        md.append("| %d | %s | %.3f | %s |" % (g["sms"], "-" if g["fraction"] is None else "%.3f" % g["fraction"],
+                                              g["rel"], mhz_text(g)))
 
 md.append("")
 md.append("Host-bound loads against the pause control, in the same turns: the same load pausing itself "
@@ -832,20 +950,26 @@ for load in HOST:
         md.append("| " + " | ".join(row) + " |")
 
 md.append("")
-md.append("Two jobs at 50 % each (phases 0 and 50, strict), together; each job's rate relative to one bare process:")
+md.append("Two jobs at 50 %% each (phases 0 and 50, strict), together; each job's rate relative to one bare process "
+          "(matmul: the mean of %d runs of fresh processes, each run listed with the SM clock it ran at; launch: "
+          "processes that stay up, in %d rounds of turns with bare turns between them):" % (TWO_JOBS_RUNS, ROUNDS))
 md.append("")
-md.append("| load | job A | job B | sum | target |")
-md.append("|---|---|---|---|---|")
+md.append("| load | job A | job B | sum | target | runs (A + B) |")
+md.append("|---|---|---|---|---|---|")
 for load in ("matmul", "launch"):
     r = two_jobs.get(load, {})
     rel = r.get("rel")
     tol = tolerance(load)
     ok = bool(rel) and all(abs(x - 0.5) <= tol for x in rel)
+    runs = ", ".join("%.3f + %.3f%s" % (run["rel"][0], run["rel"][1],
+                                        " (%.0f MHz)" % run["mhz"] if run.get("mhz") else "")
+                     for run in r.get("runs", [])) or ("%d turns" % len(r["turns"]["A"]) if r.get("turns") else "-")
     if rel:
-        md.append("| %s | %.3f | %.3f | %.3f | 0.50 ± %.2f each:%s |" % (load, rel[0], rel[1], sum(rel), tol, mark(ok)))
-        detail = "job A %.3f, job B %.3f of one bare process (target 0.50 ± %.2f)" % (rel[0], rel[1], tol)
+        md.append("| %s | %.3f | %.3f | %.3f | 0.50 ± %.2f each:%s | %s |" %
+                  (load, rel[0], rel[1], sum(rel), tol, mark(ok), runs))
+        detail = "job A %.3f, job B %.3f of one bare process (target 0.50 ± %.2f; runs %s)" % (rel[0], rel[1], tol, runs)
     else:
-        md.append("| %s | - | - | - | 0.50 ± %.2f each:%s |" % (load, tol, mark(False)))
+        md.append("| %s | - | - | - | 0.50 ± %.2f each:%s | - |" % (load, tol, mark(False)))
         detail = "no result"
     results.append({"name": "compute share two jobs " + load, "ok": ok, "detail": detail})
 
