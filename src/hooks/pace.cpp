@@ -461,6 +461,59 @@ void wait_for_window(PaceDevice& d, std::int64_t until) noexcept {
   }
 }
 
+/// Step 1 of a launch: waits (draining the thread's queued work first) until the job's window
+/// admits it, or the GPU is free for a bursting job. True if it had to wait.
+bool hold_for_window(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* e, CUstream stream,
+                     std::int64_t& now, PaceTicket& t) noexcept {
+  bool held = false;
+  for (;;) {
+    d.follow_job(now);
+    if (d.burst && !contended(d, now)) {
+      tp.last_window[ordinal] = kBurstWindow;
+      t.bursting = true;
+      return held;
+    }
+    t.bursting = false;
+    std::int64_t window = 0;
+    if (now >= d.go_from.load(std::memory_order_relaxed) && now < d.go_until.load(std::memory_order_relaxed)) {
+      window = d.window.load(std::memory_order_relaxed);
+    } else {
+      const WindowPacer::Decision dec = d.admit(now);
+      window = dec.window;
+      if (dec.verdict == WindowPacer::Verdict::kWait) {
+        held = true;
+        drain(tp, d, ordinal, e, stream, now);
+        wait_for_window(d, dec.until);
+        now = now_ns();
+        continue;
+      }
+    }
+    if (tp.last_window[ordinal] != window && tp.last_window[ordinal] >= 0) settle_undrained(tp, d, ordinal, now);
+    tp.last_window[ordinal] = window;
+    return held;
+  }
+}
+
+/// Step 2 of a launch: waits while the thread's queued work on the stream is at its bound, or
+/// until the window closes (`closes`; a launch then would run past its end). True if it waited.
+bool wait_for_queue(ThreadPace& tp, StreamEntry& e, std::int64_t closes, std::int64_t& now) noexcept {
+  if (e.pace.want_poll(now)) poll(e, now);
+  if (!e.pace.must_wait()) return false;
+  const std::int64_t start = now;
+  ++tp.backlog_waits;
+  while (e.pace.must_wait() && now < closes) {
+    if (now - start > kGiveUpNs) {
+      e.pace.forget_markers();
+      break;
+    }
+    sleep_ns(kPollNs);
+    now = now_ns();
+    poll(e, now);
+  }
+  tp.backlog_wait_ns += now - start;
+  return true;
+}
+
 }  // namespace
 
 PaceTicket pace_before(CUstream stream) noexcept {
@@ -477,56 +530,19 @@ PaceTicket pace_before(CUstream stream) noexcept {
   PaceDevice* d = device(ordinal);
   if (d == nullptr) return t;
   std::int64_t now = now_ns();
-  const std::int64_t entered = now;
-  bool held = false;
   StreamEntry* e = entry_for(*tp, ctx, stream, ordinal, now);
   maybe_stamp(*d, now);
-  // 1. The job's window.
+  // 1. The job's window, then 2. queued work under its bound. A launch that waited for its
+  // queued work asks for the window again: the wait may have outlasted it, and a launch made
+  // then would run past the window's end, into the time of the job whose window follows.
+  std::int64_t held_ns = 0;  // time outside the job's windows (waiting for queued work is not)
   for (;;) {
-    d->follow_job(now);
-    if (d->burst && !contended(*d, now)) {
-      tp->last_window[ordinal] = kBurstWindow;
-      t.bursting = true;
-      break;
-    }
-    std::int64_t window = 0;
-    if (now >= d->go_from.load(std::memory_order_relaxed) && now < d->go_until.load(std::memory_order_relaxed)) {
-      window = d->window.load(std::memory_order_relaxed);
-    } else {
-      const WindowPacer::Decision dec = d->admit(now);
-      window = dec.window;
-      if (dec.verdict == WindowPacer::Verdict::kWait) {
-        held = true;
-        drain(*tp, *d, ordinal, e, stream, now);
-        wait_for_window(*d, dec.until);
-        now = now_ns();
-        continue;
-      }
-    }
-    if (tp->last_window[ordinal] != window && tp->last_window[ordinal] >= 0) settle_undrained(*tp, *d, ordinal, now);
-    tp->last_window[ordinal] = window;
-    break;
+    const std::int64_t asked = now;
+    if (hold_for_window(*tp, *d, ordinal, e, stream, now, t)) held_ns += now - asked;
+    const std::int64_t closes = t.bursting ? INT64_MAX : d->go_until.load(std::memory_order_relaxed);
+    if (!wait_for_queue(*tp, *e, closes, now) || now < closes) break;
   }
-  const std::int64_t window_open = now;
-  // 2. Queued work under its bound.
-  if (e->pace.want_poll(now)) poll(*e, now);
-  if (e->pace.must_wait()) {
-    const std::int64_t start = now;
-    ++tp->backlog_waits;
-    while (e->pace.must_wait()) {
-      if (now - start > kGiveUpNs) {
-        e->pace.forget_markers();
-        break;
-      }
-      sleep_ns(kPollNs);
-      now = now_ns();
-      poll(*e, now);
-    }
-    tp->backlog_wait_ns += now - start;
-  }
-  // Time outside the job's windows only: waiting for queued work (step 2) bounds the queue but
-  // does not slow a program down.
-  if (held && d->gpu_state != nullptr) note_held(*d->gpu_state, static_cast<std::uint64_t>(window_open - entered));
+  if (held_ns > 0 && d->gpu_state != nullptr) note_held(*d->gpu_state, static_cast<std::uint64_t>(held_ns));
   t.entry = e;
   t.ordinal = ordinal;
   t.now = now;

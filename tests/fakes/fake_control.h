@@ -83,6 +83,13 @@ int fake_proc_symbol(const char* base, int cudaVersion, unsigned long long flags
  *  when submitted (some of it may still be pending). 0 before cuInit or for an invalid ordinal. */
 unsigned long long fake_gpu_busy_ns(int cuda_ordinal);
 
+/** The part of fake_gpu_busy_ns(cuda_ordinal) that ran outside the windows
+ *  [k * period_ns + offset_ns, k * period_ns + offset_ns + window_ns) of CLOCK_MONOTONIC: GPU
+ *  time a job with those windows took from the others. 0 before cuInit, for an invalid ordinal,
+ *  or for a window not shorter than the period. */
+unsigned long long fake_gpu_busy_outside_ns(int cuda_ordinal, unsigned long long period_ns,
+                                            unsigned long long window_ns, unsigned long long offset_ns);
+
 /** Kernel and graph launches this process executed on all devices (captured ones excluded).
  *  Unlike fake_call_count, launches that failed or were injected to fail are not counted. */
 unsigned long long fake_launch_count(void);

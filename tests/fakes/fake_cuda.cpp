@@ -49,6 +49,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 // Every exported driver function, declared from the tables: a definition below whose parameters
@@ -165,7 +166,10 @@ struct Timeline {
   std::uint64_t busy_ns = 0;          // GPU time of all work submitted so far
   std::uint64_t launches = 0;         // launches executed (captured ones excluded)
   std::deque<std::uint64_t> pending;  // completion times of launches not yet complete
+  // When the GPU was busy: [start, end) spans, back-to-back work merged (fake_gpu_busy_outside_ns).
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> spans;
 };
+constexpr std::size_t kMaxSpans = 1U << 20U;  // the oldest are dropped beyond this
 
 // An event: handles are synthetic values (never dereferenced, never reused), so a destroyed or
 // forged handle is always recognised.
@@ -992,7 +996,18 @@ CUresult submit(CUstream stream, bool graph, Check&& check) {
     now = now_ns();
   }
   const std::uint64_t duration = graph ? d.graph_ns : d.kernel_ns;
-  t.busy_until = std::max(now, t.busy_until) + duration;
+  const std::uint64_t begin = std::max(now, t.busy_until);
+  if (duration != 0) {
+    if (!t.spans.empty() && t.spans.back().second == begin) {
+      t.spans.back().second = begin + duration;
+    } else {
+      if (t.spans.size() == kMaxSpans) {
+        t.spans.erase(t.spans.begin(), t.spans.begin() + kMaxSpans / 2);
+      }
+      t.spans.emplace_back(begin, begin + duration);
+    }
+  }
+  t.busy_until = begin + duration;
   t.busy_ns += duration;
   ++t.launches;
   if (t.busy_until > now) {
@@ -2219,6 +2234,36 @@ unsigned long long fake_gpu_busy_ns(int cuda_ordinal) {
     return 0;
   }
   return d.timeline[d.visible[static_cast<std::size_t>(cuda_ordinal)]].busy_ns;
+}
+
+unsigned long long fake_gpu_busy_outside_ns(int cuda_ordinal, unsigned long long period,
+                                            unsigned long long window, unsigned long long offset) {
+  const std::uint64_t period_ns = period, window_ns = window, offset_ns = offset;
+  Driver& d = drv();
+  std::lock_guard lock(d.mu);
+  if (!d.initialized || cuda_ordinal < 0 || period_ns == 0 || window_ns >= period_ns ||
+      static_cast<std::size_t>(cuda_ordinal) >= d.visible.size()) {
+    return 0;
+  }
+  // Time of [a, b) inside the windows [k * period + offset, + window), by whole periods.
+  const auto inside = [&](std::uint64_t a, std::uint64_t b) {
+    std::uint64_t in = 0;
+    for (std::uint64_t k = (a > offset_ns ? (a - offset_ns) / period_ns : 0);; ++k) {
+      const std::uint64_t ws = k * period_ns + offset_ns;
+      if (ws >= b) {
+        break;
+      }
+      const std::uint64_t lo = std::max(a, ws);
+      const std::uint64_t hi = std::min(b, ws + window_ns);
+      in += hi > lo ? hi - lo : 0;
+    }
+    return in;
+  };
+  unsigned long long outside = 0;
+  for (const auto& [a, b] : d.timeline[d.visible[static_cast<std::size_t>(cuda_ordinal)]].spans) {
+    outside += (b - a) - inside(a, b);
+  }
+  return outside;
 }
 
 unsigned long long fake_launch_count(void) {

@@ -49,6 +49,8 @@ struct Job {
   std::int64_t last_window = -1;
   std::uint64_t waits_for_backlog = 0;
   std::int64_t max_backlog_ns = 0;  ///< most queued GPU time seen at a launch
+  std::int64_t busy_ns = 0;         ///< GPU time its kernels got
+  std::int64_t outside_ns = 0;      ///< ...of which outside its windows (taken from other jobs)
   std::int64_t* job_spill = nullptr;  ///< the job's spill record (shared by its processes), if any
   std::int64_t job_spill_seen = 0;
 
@@ -135,8 +137,11 @@ struct Job {
   }
 };
 
-/// Runs the front kernel of `j` for `ns` of GPU time.
+/// Runs the front kernel of `j` for `ns` of GPU time, from `t_end - ns`.
 void run_front(Job& j, std::int64_t ns, std::int64_t t_end) {
+  const ShareSchedule& s = j.pacer.schedule();
+  j.busy_ns += ns;
+  if (j.paced() && t_end - ns < s.start(s.current_or_next(t_end - ns))) j.outside_ns += ns;
   j.queue.front() -= ns;
   if (j.queue.front() <= 0) {
     j.queue.pop_front();
@@ -436,6 +441,30 @@ TEST(SharePacing, NoOscillationBeyondOneKernelPerPeriod) {
     EXPECT_NEAR(busy / static_cast<double>(pair), 0.5,
                 static_cast<double>(spec.kernel_ns) / static_cast<double>(pair) + 0.01)
         << "periods from " << from / kMs << " ms";
+  }
+}
+
+TEST(SharePacing, WorkStaysInsideItsWindows) {
+  // GPU time a job's kernels take outside its windows is taken from the job whose windows follow
+  // (its debt pays it back to the share, not to the job it was taken from).
+  for (const unsigned percent : {25U, 50U}) {
+    for (const std::int64_t kernel_ns : {300 * kUs, 1 * kMs, 1600 * kUs, 3 * kMs}) {
+      JobSpec spec;
+      spec.percent = percent;
+      spec.kernel_ns = kernel_ns;
+      std::vector<Job> jobs{Job(spec)};
+      simulate(jobs, 0, 500 * kMs);
+      jobs[0].busy_ns = jobs[0].outside_ns = 0;
+      simulate(jobs, 500 * kMs, 2500 * kMs);
+      const double outside = static_cast<double>(jobs[0].outside_ns) / static_cast<double>(jobs[0].busy_ns);
+      std::printf("  %u %%, %lld us kernels: %.4f of its GPU time outside its windows\n", percent,
+                  static_cast<long long>(kernel_ns / kUs), outside);
+      // The pacer aims the end of the queued work at the window's end; a kernel cannot be cut,
+      // so what remains is a part of a kernel now and then.
+      const double window = static_cast<double>(jobs[0].pacer.schedule().window_ns());
+      EXPECT_LE(outside, 0.25 * static_cast<double>(kernel_ns) / window + 0.01)
+          << percent << " %, " << kernel_ns / kUs << " us kernels";
+    }
   }
 }
 

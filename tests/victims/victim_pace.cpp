@@ -17,8 +17,9 @@
 ///
 /// Prints "START <CLOCK_MONOTONIC ns>" before the first launch and, at the end,
 ///   PACE launches=<n> gpu_busy_ns=<fake_gpu_busy_ns(0)> wall_ns=<start to last sync> share=<x>
-///        records=<cuEventRecord calls the driver received>
-/// where share = gpu_busy_ns / wall_ns. It paces nothing itself and runs with or without softmig
+///        records=<cuEventRecord calls the driver received> outside=<y>
+/// where share = gpu_busy_ns / wall_ns and outside is the part of gpu_busy_ns that ran outside
+/// the job's windows (promised_windows(); 0 without a limit). It paces nothing itself and runs with or without softmig
 /// (`--no-softmig-expected` is accepted and ignored). Exits 1 with a FAIL line if a call fails.
 #include "victim_common.hpp"
 
@@ -48,6 +49,26 @@ std::uint64_t now_ns() {
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL +
          static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+/// The windows the job was promised, from the same environment the library reads outside SLURM
+/// (CUDA_DEVICE_SM_LIMIT, CUDA_DEVICE_SM_PHASE, SOFTMIG_SM_PERIOD_MS): window k is
+/// [k * period + period * phase / 100, + period * limit / 100) of CLOCK_MONOTONIC. No limit: none.
+struct Windows {
+  unsigned long long period_ns = 0, window_ns = 0, offset_ns = 0;
+};
+Windows promised_windows() {
+  const auto number = [](const char* name, long fallback) {
+    const char* v = std::getenv(name);
+    return v != nullptr && *v != '\0' ? std::strtol(v, nullptr, 10) : fallback;
+  };
+  const long limit = number("CUDA_DEVICE_SM_LIMIT", 100);
+  if (limit <= 0 || limit >= 100) {
+    return {};
+  }
+  const auto period = static_cast<unsigned long long>(number("SOFTMIG_SM_PERIOD_MS", 50)) * 1000000ULL;
+  return {period, period * static_cast<unsigned long long>(limit) / 100,
+          period * static_cast<unsigned long long>(number("CUDA_DEVICE_SM_PHASE", 0)) / 100};
 }
 
 [[noreturn]] void usage() {
@@ -233,10 +254,14 @@ int main(int argc, char** argv) {
   }
 
   const unsigned long long busy = fake_gpu_busy_ns(0);
-  std::printf("PACE launches=%llu gpu_busy_ns=%llu wall_ns=%" PRIu64 " share=%.4f records=%llu\n",
+  const Windows w = promised_windows();
+  const unsigned long long outside = fake_gpu_busy_outside_ns(0, w.period_ns, w.window_ns, w.offset_ns);
+  std::printf("PACE launches=%llu gpu_busy_ns=%llu wall_ns=%" PRIu64
+              " share=%.4f records=%llu outside=%.4f\n",
               sh.launches.load(), busy, wall,
               wall > 0 ? static_cast<double>(busy) / static_cast<double>(wall) : 0.0,
-              fake_call_count("cuEventRecord"));
+              fake_call_count("cuEventRecord"),
+              busy > 0 ? static_cast<double>(outside) / static_cast<double>(busy) : 0.0);
   std::fflush(stdout);
 
   if (sh.exec != nullptr) {
