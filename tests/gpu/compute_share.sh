@@ -584,42 +584,50 @@ def two_jobs_run(load):
         r["rel"] = [statistics.mean(run["rel"][j] for run in r["runs"]) for j in (0, 1)]
 
 
-def two_jobs_served(load, r):
-    """A host-bound load's two jobs: processes that stay up and run together for TURN_SECS at a
-    time, in ROUNDS rounds with a bare turn each (SETS bare processes in turn), as in
-    served_grid(); each job's rate is relative to the mean of this series' bare turns."""
+def served_together(tag, load, members):
+    """Host-bound: processes `members` [(label, load, over)] that stay up and run together for
+    TURN_SECS at a time, in ROUNDS rounds with a bare turn of `load` each (SETS bare processes in
+    turn), as in served_grid(). Returns ({label: [rate per turn]}, [bare rate per turn])."""
     board = new_board()
     serve = {"SHARE_SERVE": "1", "SHARE_WARM_MS": str(TURN_WARM_MS)}
-    pair = [Proc("two jobs %s job %s" % (load, job), load, TURN_SECS, dict(serve, **two_jobs_over("job" + job, phase)),
-                 board, slot=i, pin_now=False) for i, (job, phase) in enumerate((("A", 0), ("B", 50)))]
-    bares = [Proc("two jobs %s bare set %d" % (load, k + 1), load, TURN_SECS, dict(serve, _bare="1"), board,
-                  slot=0, pin_now=False) for k in range(SETS)]
-    every = pair + bares
-    rates = {"A": [], "B": [], "bare": []}
+    group = [Proc("%s: %s" % (tag, label), what, TURN_SECS, dict(serve, **over), board, slot=i, pin_now=False)
+             for i, (label, what, over) in enumerate(members)]
+    bares = [Proc("%s: bare set %d" % (tag, k + 1), load, TURN_SECS, dict(serve, _bare="1"), board, slot=0,
+                  pin_now=False) for k in range(SETS)]
+    every = group + bares
+    rates = {label: [] for label, _, _ in members}
+    base = []
     try:
         pump(every, lambda: all(p.first("READY") or p.eof for p in every), time.monotonic() + 180)
         if PIN:
             for p in every:
                 pin_all(p.p.pid, cores_for(p.slot))
         for rnd in range(ROUNDS):
-            if rnd > 0 and over_budget("two jobs %s round %d" % (load, rnd + 1)):
+            if rnd > 0 and over_budget("%s round %d" % (tag, rnd + 1)):
                 break
-            for what in (("bare", "pair") if rnd % 2 == 0 else ("pair", "bare")):
+            for what in (("bare", "group") if rnd % 2 == 0 else ("group", "bare")):
                 if what == "bare":
                     b = turn([bares[rnd % SETS]])
                     if b is not None:
-                        rates["bare"].append(b)
-                elif turn(pair) is not None:
-                    rates["A"].append(pair[0].share()["rate"])
-                    rates["B"].append(pair[1].share()["rate"])
+                        base.append(b)
+                elif turn(group) is not None:
+                    for (label, _, _), p in zip(members, group):
+                        rates[label].append(p.share()["rate"])
     finally:
         for p in every:
             p.finish()
         shutil.rmtree(board, ignore_errors=True)
-    if rates["bare"] and rates["A"]:
-        base = statistics.mean(rates["bare"])
-        r["rel"] = [statistics.mean(rates[j]) / base for j in ("A", "B")]
-        r["turns"] = {k: v for k, v in rates.items()}
+    return rates, base
+
+
+def two_jobs_served(load, r):
+    """A host-bound load's two jobs, in turns (served_together); each job's rate relative to the
+    mean of the series' bare turns."""
+    rates, base = served_together("two jobs %s" % load, load, [("A", load, two_jobs_over("jobA", 0)),
+                                                                ("B", load, two_jobs_over("jobB", 50))])
+    if base and rates["A"]:
+        r["rel"] = [statistics.mean(rates[j]) / statistics.mean(base) for j in ("A", "B")]
+        r["turns"] = dict(rates, bare=base)
         progress("two jobs %s: job A %.3f, job B %.3f of one bare process, over %d turns" %
                  (load, r["rel"][0], r["rel"][1], len(rates["A"])))
 
@@ -632,16 +640,27 @@ shared = {}
 
 
 def shared_run(load, pct):
-    if not has_bare(load, "%s at %d %% on a busy card" % (load, pct)):
-        return
+    """The job at pct % (phase 0) while a matmul job has the rest (phase pct), relative to one bare
+    process: host-bound loads in turns with bare turns of their own (served_together), the others
+    against the grid's bare rate."""
     over_a = {"CUDA_DEVICE_SM_LIMIT": str(pct), "CUDA_DEVICE_SM_PHASE": "0", "SOFTMIG_SM_POLICY": "strict",
               "SOFTMIG_SESSION": session("sharedA")}
     over_b = {"CUDA_DEVICE_SM_LIMIT": str(100 - pct), "CUDA_DEVICE_SM_PHASE": str(pct),
               "SOFTMIG_SM_POLICY": "strict", "SOFTMIG_SESSION": session("sharedB")}
-    outs = measure("%s at %d %% beside matmul at %d %%" % (load, pct, 100 - pct),
-                   [(load, SECS, over_a), ("matmul", SECS + (3 if load == "train" else 0), over_b)])
-    bare = bare_rate(load)
-    rel = outs[0]["rate"] / bare if outs and outs[0] and bare else None
+    tag = "%s at %d %% beside matmul at %d %%" % (load, pct, 100 - pct)
+    rel = None
+    if load in HOST:
+        if over_budget(tag):
+            return
+        rates, base = served_together(tag, load, [("job", load, over_a), ("matmul", "matmul", over_b)])
+        if base and rates["job"]:
+            rel = statistics.mean(rates["job"]) / statistics.mean(base)
+    else:
+        if not has_bare(load, "%s at %d %% on a busy card" % (load, pct)):
+            return
+        outs = measure(tag, [(load, SECS, over_a), ("matmul", SECS, over_b)])
+        bare = bare_rate(load)
+        rel = outs[0]["rate"] / bare if outs and outs[0] and bare else None
     shared["%s %d" % (load, pct)] = rel
     DATA["shared"]["%s %d" % (load, pct)] = rel
     if rel is not None:
@@ -976,7 +995,8 @@ for load in ("matmul", "launch"):
 
 md.append("")
 md.append("On a busy card: the job at 25 % or 50 % (phase 0) while a matmul job uses the rest of the "
-          "GPU's time (the other phases); the job's rate relative to one bare process:")
+          "GPU's time (the other phases); the job's rate relative to one bare process (launch and train: "
+          "processes that stay up, in turns with bare turns between them, as for two jobs):")
 md.append("")
 md.append("| load | 25 % | 50 % |")
 md.append("|---|---|---|")
