@@ -13,11 +13,12 @@
 # green").
 # Host-bound loads (launch, train): SHARE_ROUNDS (default 8) rounds of SHARE_TURN_SECS (default 1)
 # turns by SHARE_SETS (default 2) sets of processes per configuration, see served_grid().
-# Run time on the H100 machine with the defaults: about 12 minutes (the host-bound grids about 8);
+# Run time on the H100 machine with the defaults: about 13 minutes (the host-bound grids about 8);
 # never much over 14, because of SHARE_BUDGET_S. Where one command may run only 10 minutes, run it
-# in three parts of about 4 minutes: SHARE_LOADS=launch SHARE_PARTS="grid two_jobs busy", then
-# SHARE_LOADS=train SHARE_PARTS="grid busy", then SHARE_LOADS="matmul graph coop bandwidth" (each
-# part reports "no result" for what needs another part's bare rates).
+# in three parts of about 4-5 minutes: SHARE_LOADS=launch SHARE_PARTS=grid, then SHARE_LOADS=train
+# SHARE_PARTS=grid, then SHARE_LOADS="matmul graph coop bandwidth" (two jobs and busy card of the
+# host-bound loads bring bare turns of their own; a part reports "no result" for what needs
+# another part's bare rates).
 # Each load process is pinned to two cores of its own (the n-th process of a measurement to cores
 # 2n+2 and 2n+3), as a SLURM job is to its cores: the host-bound loads vary between processes by
 # up to ~15 % unpinned, and over seconds by up to 25 % on this VM, so they are measured in short
