@@ -8,7 +8,8 @@
 #   launches(preloaded) / launches(bare) must be within TOLERANCE of <ratio> (host-bound loads,
 #   where the fake GPU is never busy). "records:0" asserts that no completion event was
 #   recorded. "outside:0" checks the part of the GPU time that ran outside the job's windows
-#   (the time it took from the job whose windows follow; the largest of the processes'). CHECK_PROCS=N runs N copies at once (one job) and checks the mean of their shares
+#   (the time it took from the job whose windows follow; the largest of the processes').
+#   CHECK_PROCS=N runs N copies at once (one job) and checks the mean of their shares
 #   (the fake GPU is per process, so each must get the job's windows; a real GPU divides them).
 #   CHECK_PEER=<file> keeps <file> stamped (another job's activity) while the victim runs.
 #   CHECK_SPILL=<us> with CHECK_SPILL_WRITER=<spill_writer> and CHECK_SPILL_UUID=<the fake GPU's>:

@@ -85,8 +85,9 @@ unsigned long long fake_gpu_busy_ns(int cuda_ordinal);
 
 /** The part of fake_gpu_busy_ns(cuda_ordinal) that ran outside the windows
  *  [k * period_ns + offset_ns, k * period_ns + offset_ns + window_ns) of CLOCK_MONOTONIC: GPU
- *  time a job with those windows took from the others. 0 before cuInit, for an invalid ordinal,
- *  or for a window not shorter than the period. */
+ *  time a job with those windows took from the others. Counted over the last ~10^6 spans of
+ *  back-to-back work. 0 before cuInit, for an invalid ordinal, or for a window not shorter than
+ *  the period. */
 unsigned long long fake_gpu_busy_outside_ns(int cuda_ordinal, unsigned long long period_ns,
                                             unsigned long long window_ns, unsigned long long offset_ns);
 

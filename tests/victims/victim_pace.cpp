@@ -19,8 +19,9 @@
 ///   PACE launches=<n> gpu_busy_ns=<fake_gpu_busy_ns(0)> wall_ns=<start to last sync> share=<x>
 ///        records=<cuEventRecord calls the driver received> outside=<y>
 /// where share = gpu_busy_ns / wall_ns and outside is the part of gpu_busy_ns that ran outside
-/// the job's windows (promised_windows(); 0 without a limit). It paces nothing itself and runs with or without softmig
-/// (`--no-softmig-expected` is accepted and ignored). Exits 1 with a FAIL line if a call fails.
+/// the job's windows (promised_windows(); 0 without a limit). It paces nothing itself and runs
+/// with or without softmig (`--no-softmig-expected` is accepted and ignored). Exits 1 with a FAIL
+/// line if a call fails.
 #include "victim_common.hpp"
 
 #include <time.h>
