@@ -31,6 +31,7 @@ namespace core = softmig::core;
 
 constexpr std::string_view kMemKey = "CUDA_DEVICE_MEMORY_LIMIT";
 constexpr std::string_view kSmKey = "CUDA_DEVICE_SM_LIMIT";
+constexpr std::string_view kPhaseKey = "CUDA_DEVICE_SM_PHASE";
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
@@ -59,7 +60,7 @@ struct Model {
   std::map<std::string, std::optional<std::uint64_t>> uuid;  // lower-cased UUID
   std::vector<std::string> uuid_spelling;                    // as written, in order
   std::vector<std::pair<std::string, std::string>> pairs;    // every KEY=VALUE, for the env check
-  std::map<std::string, bool> uuid_keys;  // every UUID a memory or SM key named (one shared table)
+  std::map<std::string, bool> uuid_keys;  // every UUID a memory, share or phase key named (one table)
   bool overflow = false;  // more distinct UUIDs than the table holds: the file fails closed
 };
 
@@ -69,13 +70,16 @@ bool is_uuid_selector(std::string_view suffix) {
          (suffix.substr(0, 4) == "GPU-" || suffix.substr(0, 4) == "MIG-");
 }
 
-/// Records the UUID a key names in the model's shared UUID table, as the parser does.
+/// Records the UUID a key names in the model's shared UUID table, as the parser does: memory,
+/// share and phase keys (the prolog's CUDA_DEVICE_SM_PHASE_<UUID>) all take an entry.
 void note_uuid_key(Model& m, std::string_view key) {
   std::string_view suffix;
   if (key.substr(0, kMemKey.size()) == kMemKey) {
     suffix = key.substr(kMemKey.size());
   } else if (key.substr(0, kSmKey.size()) == kSmKey) {
     suffix = key.substr(kSmKey.size());
+  } else if (key.substr(0, kPhaseKey.size()) == kPhaseKey) {
+    suffix = key.substr(kPhaseKey.size());
   } else {
     return;
   }
