@@ -12,7 +12,6 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -22,19 +21,12 @@
 
 #include "core/ledger.hpp"
 #include "core/pacer.hpp"
+#include "platform/clock.hpp"
 
 namespace {
 
-std::int64_t now_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
-void sleep_ns(std::int64_t ns) {
-  const timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-  nanosleep(&ts, nullptr);
-}
+using softmig::platform::sleep_ns;
+std::int64_t now_ns() { return softmig::platform::monotonic_ns(); }
 
 /// The job's device entry for `uuid` once the ledger is initialised and has one, or nullptr.
 softmig::core::LedgerDevice* find_entry(const char* path, const char* uuid) {

@@ -110,6 +110,7 @@ ROUNDS = max(1, int(os.environ.get("SHARE_ROUNDS", "8")))
 SETS = max(1, int(os.environ.get("SHARE_SETS", "2")))
 TURN_SECS = float(os.environ.get("SHARE_TURN_SECS", "1"))
 TURN_WARM_MS = 100
+SERVE = {"SHARE_SERVE": "1", "SHARE_WARM_MS": str(TURN_WARM_MS)}   # processes that stay up, in turns
 TWO_JOBS_RUNS = max(1, int(os.environ.get("SHARE_TWO_JOBS_RUNS", "3")))
 STRIP = ("CUDA_DEVICE_MEMORY_LIMIT", "CUDA_DEVICE_SM_", "SOFTMIG_SM_")
 BASE_ENV = {k: v for k, v in os.environ.items()
@@ -434,7 +435,7 @@ def host_modes(load, nproc):
 
 
 def mode_over(load, nproc, mode):
-    over = {"SHARE_SERVE": "1", "SHARE_WARM_MS": str(TURN_WARM_MS)}
+    over = dict(SERVE)
     if mode == "bare":
         over["_bare"] = "1"
     elif str(mode).startswith("duty"):
@@ -465,6 +466,14 @@ def turn(procs):
     return sum(p.share()["rate"] for p in procs)
 
 
+def await_served(procs):
+    """Waits until processes that stay up (SERVE) are set up, then pins them to their cores."""
+    pump(procs, lambda: all(p.first("READY") or p.eof for p in procs), time.monotonic() + 180)
+    if PIN:
+        for p in procs:
+            pin_all(p.p.pid, cores_for(p.slot))
+
+
 def served_grid(load):
     """A host-bound load (HOST): its rate drifts by 10-25 % over seconds on the VM, so every
     configuration is SETS sets of processes (each as many as the job has, a job of its own) that
@@ -489,11 +498,8 @@ def served_grid(load):
                     procs[mode].append([Proc("%s %s set %d #%d" % (tag, mode_label(mode), k + 1, i + 1), load,
                                              TURN_SECS, over, board, slot=i, pin_now=False) for i in range(nproc)])
             every = [p for sets in procs.values() for ps in sets for p in ps]
-            pump(every, lambda: all(p.first("READY") or p.eof for p in every), time.monotonic() + 180)
+            await_served(every)
             progress("%s: %d processes set up" % (tag, len(every)))
-            if PIN:
-                for p in every:
-                    pin_all(p.p.pid, cores_for(p.slot))
             rest = modes[1:]
             half = (len(rest) + 1) // 2
             order = ["bare"] + rest[:half] + ["bare"] + rest[half:]
@@ -590,19 +596,17 @@ def served_together(tag, load, members):
     TURN_SECS at a time, in ROUNDS rounds with a bare turn of `load` each (SETS bare processes in
     turn), as in served_grid(). Returns ({label: [rate per turn]}, [bare rate per turn])."""
     board = new_board()
-    serve = {"SHARE_SERVE": "1", "SHARE_WARM_MS": str(TURN_WARM_MS)}
-    group = [Proc("%s: %s" % (tag, label), what, TURN_SECS, dict(serve, **over), board, slot=i, pin_now=False)
-             for i, (label, what, over) in enumerate(members)]
-    bares = [Proc("%s: bare set %d" % (tag, k + 1), load, TURN_SECS, dict(serve, _bare="1"), board, slot=0,
-                  pin_now=False) for k in range(SETS)]
-    every = group + bares
+    group, bares = [], []
     rates = {label: [] for label, _, _ in members}
     base = []
     try:
-        pump(every, lambda: all(p.first("READY") or p.eof for p in every), time.monotonic() + 180)
-        if PIN:
-            for p in every:
-                pin_all(p.p.pid, cores_for(p.slot))
+        for i, (label, what, over) in enumerate(members):
+            group.append(Proc("%s: %s" % (tag, label), what, TURN_SECS, dict(SERVE, **over), board, slot=i,
+                              pin_now=False))
+        for k in range(SETS):
+            bares.append(Proc("%s: bare set %d" % (tag, k + 1), load, TURN_SECS, dict(SERVE, _bare="1"), board,
+                              slot=0, pin_now=False))
+        await_served(group + bares)
         for rnd in range(ROUNDS):
             if rnd > 0 and over_budget("%s round %d" % (tag, rnd + 1)):
                 break
@@ -615,7 +619,7 @@ def served_together(tag, load, members):
                     for (label, _, _), p in zip(members, group):
                         rates[label].append(p.share()["rate"])
     finally:
-        for p in every:
+        for p in group + bares:
             p.finish()
         shutil.rmtree(board, ignore_errors=True)
     return rates, base

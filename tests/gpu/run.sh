@@ -102,7 +102,7 @@ done
 run bench-ab-nolimit "$PRE" -- "$PROG" bench-launch-ab
 run bench-ab-limit70G "$PRE" CUDA_DEVICE_MEMORY_LIMIT=70G SOFTMIG_SESSION=benchab -- "$PROG" bench-launch-ab
 
-# ---- 4. compute share (CUDA_DEVICE_SM_LIMIT): about 12 minutes; table in OUT/compute_share.md.
+# ---- 4. compute share (CUDA_DEVICE_SM_LIMIT): about 13 minutes; table in OUT/compute_share.md.
 # SOFTMIG_GPU_SHARE=0 leaves it out (a whole run then takes about 4 minutes); compute_share.sh
 # says how to run it in parts.
 if [[ "${SOFTMIG_GPU_SHARE:-1}" != 0 ]]; then
