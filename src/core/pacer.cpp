@@ -99,6 +99,7 @@ void WindowPacer::charge_spill(std::int64_t window, std::int64_t spill, std::int
 
 void StreamPace::launched(std::int64_t now) noexcept {
   if (unmarked_++ == 0) first_unmarked_ns_ = now;
+  ++queued_;
 }
 
 bool StreamPace::want_marker(std::int64_t now) const noexcept {
@@ -160,15 +161,10 @@ void StreamPace::completed(std::int64_t gpu_ns) noexcept {
       cost_ns_ = std::max<std::int64_t>(std::min(gpu_ns, m.host_ns - m.first_launch_ns) / m.launches, 1);
     }
   }
+  queued_ -= m.launches;
   head_ = (head_ + 1) % kSlots;
   --count_;
   has_previous_ = true;
-}
-
-std::uint64_t StreamPace::queued_launches() const noexcept {
-  std::uint64_t n = unmarked_;
-  for (unsigned i = 0; i < count_; ++i) n += ring_[(head_ + i) % kSlots].launches;
-  return n;
 }
 
 bool StreamPace::must_wait() const noexcept {
@@ -184,6 +180,7 @@ void StreamPace::forget_markers() noexcept {
   count_ = 0;
   has_previous_ = false;
   unmarked_ = 0;
+  queued_ = 0;
 }
 
 }  // namespace softmig::core

@@ -160,17 +160,19 @@ class StreamPace {
     std::uint32_t launches = 0;        ///< launches since the previous marker
     bool chained = false;  ///< the previous marker was still queued when this was recorded
   };
-  [[nodiscard]] std::uint64_t queued_launches() const noexcept;
+  [[nodiscard]] std::uint64_t queued_launches() const noexcept { return queued_; }
 
-  Marker ring_[kSlots]{};
+  // Read on every launch: kept together, ahead of the ring (touched only at markers).
   unsigned head_ = 0;   ///< oldest outstanding marker
   unsigned count_ = 0;  ///< outstanding markers
-  bool has_previous_ = false;
   std::uint32_t unmarked_ = 0;
+  bool has_previous_ = false;
+  std::uint64_t queued_ = 0;  ///< unmarked_ plus the launches of the outstanding markers
   std::int64_t first_unmarked_ns_ = 0;
   std::int64_t last_mark_ns_ = INT64_MIN / 2;
   std::int64_t last_poll_ns_ = INT64_MIN / 2;
   std::int64_t cost_ns_ = 0;
+  Marker ring_[kSlots]{};
   // Samples of GPU time per launch; their least is the cost. Time between markers can include
   // other contexts' turns on the GPU (time-slicing), which only ever makes a sample larger.
   std::int64_t samples_[kCostSamples] = {};

@@ -55,23 +55,26 @@ std::int64_t now_ns() noexcept { return platform::monotonic_ns(); }
 std::atomic<bool> g_warned_future{false};  ///< a job spill record in the future was logged
 
 /// One GPU's pacing state in this process.
-struct PaceDevice {
+struct alignas(64) PaceDevice {
+  // What every launch reads, in one cache line (a launch through the driver evicts much else).
   std::atomic<int> state{0};  ///< 0 unknown, 1 not paced, 2 paced, 3 being set up
-  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-  WindowPacer pacer{core::ShareSchedule{}};
+  bool burst = false;
+  bool stamps = false;        ///< board usable: the job's activity is stamped on it
   std::atomic<std::int64_t> go_from{0};
   std::atomic<std::int64_t> go_until{0};
   std::atomic<std::int64_t> window{-1};
-  bool burst = false;
-  platform::ActivityBoard board;
   std::atomic<std::int64_t> next_stamp{0};
-  std::atomic<std::int64_t> next_scan{0};
-  std::atomic<bool> contended{true};
-  GpuState* gpu_state = nullptr;  ///< where held-back time is recorded (nullptr: nowhere)
   /// The job's spill record in its ledger (nullptr: not shared; each process pays its own).
   std::uint64_t* job_spill = nullptr;
   /// The latest record already charged here; written with `mu` held, read without it.
   std::atomic<std::int64_t> job_spill_seen{0};
+
+  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  WindowPacer pacer{core::ShareSchedule{}};
+  platform::ActivityBoard board;
+  std::atomic<std::int64_t> next_scan{0};
+  std::atomic<bool> contended{true};
+  GpuState* gpu_state = nullptr;  ///< where held-back time is recorded (nullptr: nowhere)
 
   /// The pacer's decision for a launch at `now` (its lock held, the fast-path bounds updated).
   WindowPacer::Decision admit(std::int64_t now) noexcept {
@@ -155,26 +158,29 @@ struct StreamEntry {
 
 /// Everything a thread keeps, in one page mapped on its first paced launch (no malloc).
 struct ThreadPace {
+  /// The thread's launches on one GPU (both read on every launch: one cache line).
+  struct Gpu {
+    std::int64_t last_window = -1;   ///< window of launches not yet drained, or -1
+    std::int64_t expected_idle = 0;  ///< when those launches should be finished
+  };
   unsigned epoch = 0;
   CUcontext last_ctx = nullptr;  ///< the context of the thread's last launch...
   int last_ordinal = -1;         ///< ...and its device (a context never changes device)
-  StreamEntry entries[kStreams];
-  std::int64_t last_window[core::kMaxDevices];    ///< window of launches not yet drained, or -1
-  std::int64_t expected_idle[core::kMaxDevices];  ///< when those launches should be finished
   unsigned backlog_waits = 0;       ///< launches held for queued work since the last drain (debug log)
   std::int64_t backlog_wait_ns = 0; ///< time they were held
+  Gpu gpus[core::kMaxDevices];
+  StreamEntry entries[kStreams];
 
   /// When the thread's launches on `ordinal` should have finished, as far as known at `now`
   /// (what a window is charged when the thread did not see its work end).
   [[nodiscard]] std::int64_t estimated_idle(int ordinal, std::int64_t now) const noexcept {
-    return std::min(expected_idle[ordinal], now);
+    return std::min(gpus[ordinal].expected_idle, now);
   }
 
   /// A fresh thread, or one whose contexts went away: nothing tracked, no launches pending.
   void reset(unsigned new_epoch) noexcept {
     for (StreamEntry& entry : entries) entry = StreamEntry{};
-    std::fill(std::begin(last_window), std::end(last_window), -1);
-    std::fill(std::begin(expected_idle), std::end(expected_idle), 0);
+    std::fill(std::begin(gpus), std::end(gpus), Gpu{});
     last_ctx = nullptr;
     last_ordinal = -1;
     backlog_waits = 0;
@@ -260,6 +266,7 @@ PaceDevice* device(int ordinal) noexcept {
   d.pacer = WindowPacer(core::ShareSchedule{s.sm_period_ns, limit.sm_percent, limit.sm_phase});
   d.burst = s.sm_burst;
   if (s.sm_board[0] != '\0' && uuid[0] != '\0') d.board.open(s.sm_board, uuid, s.ledger_key);
+  d.stamps = d.board.usable();
   platform::log_info("compute share on GPU %d %s: %u %% of every %lld ms from %u %%, %s%s%s", ordinal,
                      uuid, limit.sm_percent, static_cast<long long>(s.sm_period_ns / kMs),
                      limit.sm_phase, d.burst ? "burst" : "strict",
@@ -270,7 +277,7 @@ PaceDevice* device(int ordinal) noexcept {
 }
 
 void maybe_stamp(PaceDevice& d, std::int64_t now) noexcept {
-  if (!d.board.usable() || now < d.next_stamp.load(std::memory_order_relaxed)) return;
+  if (!d.stamps || now < d.next_stamp.load(std::memory_order_relaxed)) return;
   d.next_stamp.store(now + kStampEveryNs, std::memory_order_relaxed);
   d.board.stamp();
 }
@@ -380,9 +387,9 @@ bool polled_busy(ThreadPace& tp, int ordinal, std::int64_t now) noexcept {
 /// Waits (bounded) until everything this thread queued on the GPU has finished; reports it.
 void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUstream stream,
            std::int64_t now) noexcept {
-  const std::int64_t window = tp.last_window[ordinal];
+  const std::int64_t window = tp.gpus[ordinal].last_window;
   if (window == -1) return;
-  tp.last_window[ordinal] = -1;
+  tp.gpus[ordinal].last_window = -1;
   const std::int64_t start = now;
   // The work was seen still running at the first look (a marker recorded before the drain was
   // outstanding, or the context took a while to synchronise): it ran on until it was seen done.
@@ -437,8 +444,8 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
 /// in a synchronise, while that window closed): charge what ran past the window's end, as far
 /// as the queued work's estimate tells.
 void settle_undrained(ThreadPace& tp, PaceDevice& d, int ordinal, std::int64_t now) noexcept {
-  const std::int64_t window = tp.last_window[ordinal];
-  tp.last_window[ordinal] = -1;
+  const std::int64_t window = tp.gpus[ordinal].last_window;
+  tp.gpus[ordinal].last_window = -1;
   if (window < 0) return;
   const std::int64_t idle = tp.estimated_idle(ordinal, now);
   const std::int64_t end = d.drained(window, /*stopped_at=*/INT64_MAX, idle, now);  // no drain sample
@@ -469,7 +476,7 @@ bool hold_for_window(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* e,
   for (;;) {
     d.follow_job(now);
     if (d.burst && !contended(d, now)) {
-      tp.last_window[ordinal] = kBurstWindow;
+      tp.gpus[ordinal].last_window = kBurstWindow;
       t.bursting = true;
       return held;
     }
@@ -488,8 +495,8 @@ bool hold_for_window(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* e,
         continue;
       }
     }
-    if (tp.last_window[ordinal] != window && tp.last_window[ordinal] >= 0) settle_undrained(tp, d, ordinal, now);
-    tp.last_window[ordinal] = window;
+    if (tp.gpus[ordinal].last_window != window && tp.gpus[ordinal].last_window >= 0) settle_undrained(tp, d, ordinal, now);
+    tp.gpus[ordinal].last_window = window;
     return held;
   }
 }
@@ -554,8 +561,8 @@ void pace_after(const PaceTicket& t, CUstream stream, CUresult rc) noexcept {
   auto& e = *static_cast<StreamEntry*>(t.entry);
   e.pace.launched(t.now);
   if (ThreadPace* tp = t_pace; tp != nullptr) {
-    tp->expected_idle[t.ordinal] =
-        std::max<std::int64_t>(tp->expected_idle[t.ordinal], t.now + e.pace.backlog_ns());
+    std::int64_t& idle = tp->gpus[t.ordinal].expected_idle;
+    idle = std::max<std::int64_t>(idle, t.now + e.pace.backlog_ns());
   }
   if (e.pace.want_marker(t.now)) mark(e, stream, t.now);
 }
