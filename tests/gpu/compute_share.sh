@@ -7,18 +7,19 @@
 #   BUILD_DIR  where share_bench is built (default build-gpu)
 #   OUT_DIR    where compute_share.md, .json and .log go (default $OUT or /tmp/softmig-gpu)
 # Environment: SHARE_SECS (seconds per measurement, default 2), SHARE_BUDGET_S (no measurement
-# starts after this many seconds, default 840), SHARE_TWO_PROC_LOADS (loads measured with two
+# starts after this many seconds, default 900), SHARE_TWO_PROC_LOADS (loads measured with two
 # processes too, default all), SHARE_PIN=0 (do not pin the load processes to CPU cores),
 # SHARE_LOADS (loads of the grid, default all), SHARE_PARTS (default "grid two_jobs busy burst
 # green").
 # Host-bound loads (launch, train): SHARE_ROUNDS (default 8) rounds of SHARE_TURN_SECS (default 1)
-# turns by SHARE_SETS (default 2) sets of processes per configuration, see served_grid().
-# Run time on the H100 machine with the defaults: about 13 minutes (the host-bound grids about 8);
-# never much over 14, because of SHARE_BUDGET_S. Where one command may run only 10 minutes, run it
-# in three parts of about 4-5 minutes: SHARE_LOADS=launch SHARE_PARTS=grid, then SHARE_LOADS=train
-# SHARE_PARTS=grid, then SHARE_LOADS="matmul graph coop bandwidth" (two jobs and busy card of the
-# host-bound loads bring bare turns of their own; a part reports "no result" for what needs
-# another part's bare rates).
+# turns, served by SHARE_SETS (default 4) fresh sets of processes in turn, see served_grid().
+# Two jobs and busy card run for the loads in SHARE_LOADS.
+# Run time on the H100 machine with the defaults: about 15 minutes (the host-bound loads about 10);
+# never much over 16, because of SHARE_BUDGET_S. Where one command may run only 10 minutes, run it
+# in three parts: SHARE_LOADS=launch SHARE_PARTS="grid two_jobs busy" (about 5 minutes), then
+# SHARE_LOADS=train SHARE_PARTS="grid busy" (about 6), then SHARE_LOADS="matmul graph coop
+# bandwidth" (about 5; the host-bound loads bring bare turns of their own, the others use the
+# grid's bare rates).
 # Each load process is pinned to two cores of its own (the n-th process of a measurement to cores
 # 2n+2 and 2n+3), as a SLURM job is to its cores: the host-bound loads vary between processes by
 # up to ~15 % unpinned, and over seconds by up to 25 % on this VM, so they are measured in short
@@ -90,7 +91,7 @@ import time
 LIB, BENCH, TRAIN, OUT = sys.argv[1:5]
 BUILD_S = float(sys.argv[5])
 SECS = float(os.environ.get("SHARE_SECS", "2"))
-BUDGET = float(os.environ.get("SHARE_BUDGET_S", "840"))
+BUDGET = float(os.environ.get("SHARE_BUDGET_S", "900"))
 T0 = time.monotonic()
 LOADS = ["matmul", "launch", "train", "graph", "coop", "bandwidth"]
 GRID = [l for l in os.environ.get("SHARE_LOADS", " ".join(LOADS)).split() if l in LOADS]
@@ -107,7 +108,7 @@ NCPU = os.cpu_count() or 1
 PIN = os.environ.get("SHARE_PIN", "1") != "0" and NCPU >= 6
 HOST = ("launch", "train")   # host-bound: measured in turns by processes that stay up
 ROUNDS = max(1, int(os.environ.get("SHARE_ROUNDS", "8")))
-SETS = max(1, int(os.environ.get("SHARE_SETS", "2")))
+SETS = min(ROUNDS, max(1, int(os.environ.get("SHARE_SETS", "4"))))
 TURN_SECS = float(os.environ.get("SHARE_TURN_SECS", "1"))
 TURN_WARM_MS = 100
 SERVE = {"SHARE_SERVE": "1", "SHARE_WARM_MS": str(TURN_WARM_MS)}   # processes that stay up, in turns
@@ -474,41 +475,50 @@ def await_served(procs):
             pin_all(p.p.pid, cores_for(p.slot))
 
 
+def generation(rnd):
+    """The set of processes that serves round `rnd`: SETS sets, each for its share of the rounds."""
+    return rnd * SETS // ROUNDS
+
+
+def finish_all(procs):
+    for p in procs:
+        p.finish()
+
+
 def served_grid(load):
-    """A host-bound load (HOST): its rate drifts by 10-25 % over seconds on the VM, so every
-    configuration is SETS sets of processes (each as many as the job has, a job of its own) that
-    stay up and measure TURN_SECS at a time, taking turns with the others: ROUNDS rounds, each with
-    two bare turns, in alternating order; a configuration's turns go to its sets in turn (one set
-    of processes runs up to ~10 % faster or slower than another). A cell is the mean of its turns;
-    the reference the mean of the bare ones."""
+    """A host-bound load (HOST): its rate drifts by 10-25 % over seconds on the VM, and one set of
+    processes runs up to ~10 % faster or slower than another for as long as it lives. So every
+    configuration is measured TURN_SECS at a time by processes that stay up (as many as the job
+    has, a job of their own), taking turns with the others: ROUNDS rounds, each with two bare
+    turns, in alternating order; and the rounds are served by SETS fresh sets of processes in
+    turn, each set started (all configurations at once, before its rounds) and stopped with its
+    rounds. A cell is the mean of its turns; the reference the mean of the bare ones."""
     for nproc in ([1, 2] if load in TWO else [1]):
         tag = "%s x%d" % (load, nproc)
         if over_budget(tag):
             continue
         modes = host_modes(load, nproc)
         board = new_board()
-        procs = {}   # mode -> SETS lists of nproc processes
+        procs = {}   # mode -> the current set: nproc processes
         rates = {m: [] for m in modes}
-        turns = {m: 0 for m in modes}
+        rest = modes[1:]
+        half = (len(rest) + 1) // 2
+        order = ["bare"] + rest[:half] + ["bare"] + rest[half:]
         try:
-            for mode in modes:
-                procs[mode] = []
-                for k in range(SETS):
-                    over = mode_over(load, nproc, mode)   # a session (job) per set
-                    procs[mode].append([Proc("%s %s set %d #%d" % (tag, mode_label(mode), k + 1, i + 1), load,
-                                             TURN_SECS, over, board, slot=i, pin_now=False) for i in range(nproc)])
-            every = [p for sets in procs.values() for ps in sets for p in ps]
-            await_served(every)
-            progress("%s: %d processes set up" % (tag, len(every)))
-            rest = modes[1:]
-            half = (len(rest) + 1) // 2
-            order = ["bare"] + rest[:half] + ["bare"] + rest[half:]
             for rnd in range(ROUNDS):
                 if rnd > 0 and over_budget("%s round %d" % (tag, rnd + 1)):
                     break
+                if rnd == 0 or generation(rnd) != generation(rnd - 1):
+                    finish_all([p for ps in procs.values() for p in ps])
+                    k = generation(rnd)
+                    procs = {mode: [Proc("%s %s set %d #%d" % (tag, mode_label(mode), k + 1, i + 1), load, TURN_SECS,
+                                         mode_over(load, nproc, mode), board, slot=i, pin_now=False)
+                                    for i in range(nproc)] for mode in modes}   # a session (job) per set
+                    every = [p for ps in procs.values() for p in ps]
+                    await_served(every)
+                    progress("%s set %d: %d processes set up" % (tag, k + 1, len(every)))
                 for mode in (order if rnd % 2 == 0 else order[::-1]):
-                    r = turn(procs[mode][turns[mode] % SETS])
-                    turns[mode] += 1
+                    r = turn(procs[mode])
                     if r is not None:
                         rates[mode].append(r)
                     else:
@@ -517,8 +527,7 @@ def served_grid(load):
                 progress("%s round %d: bare %s; %s" % (tag, rnd + 1, human(b), ", ".join(
                     "%s %.3f" % (mode_label(m), rates[m][-1] / b) for m in rest if rates[m] and b)))
         finally:
-            for p in [p for sets in procs.values() for ps in sets for p in ps]:
-                p.finish()
+            finish_all([p for ps in procs.values() for p in ps])
             shutil.rmtree(board, ignore_errors=True)
         for mode, rs in rates.items():
             if rs:
@@ -593,34 +602,39 @@ def two_jobs_run(load):
 
 def served_together(tag, load, members):
     """Host-bound: processes `members` [(label, load, over)] that stay up and run together for
-    TURN_SECS at a time, in ROUNDS rounds with a bare turn of `load` each (SETS bare processes in
-    turn), as in served_grid(). Returns ({label: [rate per turn]}, [bare rate per turn])."""
+    TURN_SECS at a time, in ROUNDS rounds with a bare turn of `load` each, the rounds served by
+    SETS fresh sets of processes in turn, as in served_grid(). Returns ({label: [rate per turn]},
+    [bare rate per turn])."""
     board = new_board()
-    group, bares = [], []
+    group, bare = [], None
     rates = {label: [] for label, _, _ in members}
     base = []
     try:
-        for i, (label, what, over) in enumerate(members):
-            group.append(Proc("%s: %s" % (tag, label), what, TURN_SECS, dict(SERVE, **over), board, slot=i,
-                              pin_now=False))
-        for k in range(SETS):
-            bares.append(Proc("%s: bare set %d" % (tag, k + 1), load, TURN_SECS, dict(SERVE, _bare="1"), board,
-                              slot=0, pin_now=False))
-        await_served(group + bares)
         for rnd in range(ROUNDS):
             if rnd > 0 and over_budget("%s round %d" % (tag, rnd + 1)):
                 break
+            if rnd == 0 or generation(rnd) != generation(rnd - 1):
+                finish_all(group + ([bare] if bare else []))
+                k = generation(rnd)
+                group, bare = [], None
+                for i, (label, what, over) in enumerate(members):
+                    # A session (job) of its own per set: the members' settings name theirs.
+                    over = dict(over, SOFTMIG_SESSION="%s-s%d" % (over["SOFTMIG_SESSION"], k + 1))
+                    group.append(Proc("%s: %s set %d" % (tag, label, k + 1), what, TURN_SECS, dict(SERVE, **over),
+                                      board, slot=i, pin_now=False))
+                bare = Proc("%s: bare set %d" % (tag, k + 1), load, TURN_SECS, dict(SERVE, _bare="1"), board,
+                            slot=0, pin_now=False)
+                await_served(group + [bare])
             for what in (("bare", "group") if rnd % 2 == 0 else ("group", "bare")):
                 if what == "bare":
-                    b = turn([bares[rnd % SETS]])
+                    b = turn([bare])
                     if b is not None:
                         base.append(b)
                 elif turn(group) is not None:
                     for (label, _, _), p in zip(members, group):
                         rates[label].append(p.share()["rate"])
     finally:
-        for p in group + bares:
-            p.finish()
+        finish_all(group + ([bare] if bare else []))
         shutil.rmtree(board, ignore_errors=True)
     return rates, base
 
@@ -807,9 +821,9 @@ progress("compute share: %g s per measurement, library %s" % (SECS, LIB))
 for load in [l for l in ("matmul", "launch", "train") if l in GRID and "grid" in PARTS]:
     safely(served_grid if load in HOST else grid, load)
 safely(overhead_from_turns)
-for load in ("matmul", "launch") if "two_jobs" in PARTS else ():
+for load in [l for l in ("matmul", "launch") if l in GRID and "two_jobs" in PARTS]:
     safely(two_jobs_run, load)
-for load in ("matmul", "launch", "train") if "busy" in PARTS else ():
+for load in [l for l in ("matmul", "launch", "train") if l in GRID and "busy" in PARTS]:
     for pct in (25, 50):
         safely(shared_run, load, pct)
 if "burst" in PARTS:
@@ -863,13 +877,13 @@ md.append("GPU: %s. %g s per measurement, after a 0.3 s warm-up; library `%s`." 
 md.append("")
 md.append("Relative share = rate with softmig and the limit / rate without softmig, same number of "
           "processes (2 processes: one job, both started together, rates summed; %s). Launch and "
-          "train (host-bound): every configuration is %d sets of processes that stay up and measure "
-          "%g s at a time (after %d ms of warm-up), taking turns with the others in %d rounds of "
-          "alternating order, each round with two bare turns, a configuration's turns going to its sets "
-          "in turn; a cell is the mean of its turns, the reference the mean of the bare turns. Targets: "
+          "train (host-bound): processes that stay up measure %g s at a time (after %d ms of warm-up), "
+          "every configuration taking turns with the others in %d rounds of alternating order, each "
+          "round with two bare turns; %d fresh sets of processes serve the rounds in turn; a cell is "
+          "the mean of its turns, the reference the mean of the bare turns. Targets: "
           "|relative - limit| <= 0.05 (matmul 0.02); at 100 %%: >= 0.95 (launch >= 0.98); "
           "bandwidth is reported only." % ("each process pinned to two cores" if PIN else "not pinned",
-                                            SETS, TURN_SECS, TURN_WARM_MS, ROUNDS))
+                                            TURN_SECS, TURN_WARM_MS, ROUNDS, SETS))
 md.append("")
 md.append("| load | processes | 10 % | 25 % | 50 % | 75 % | 100 % | bare rate |")
 md.append("|---|---|---|---|---|---|---|---|")

@@ -101,8 +101,10 @@ done
 # In-process A/B of the launch path: the wrapper against the driver's own function.
 run bench-ab-nolimit "$PRE" -- "$PROG" bench-launch-ab
 run bench-ab-limit70G "$PRE" CUDA_DEVICE_MEMORY_LIMIT=70G SOFTMIG_SESSION=benchab -- "$PROG" bench-launch-ab
+# The paced path of a process with a compute share (99 %: seldom held back), reported.
+run bench-ab-share99 "$PRE" CUDA_DEVICE_SM_LIMIT=99 SOFTMIG_SESSION=benchab99 -- "$PROG" bench-launch-ab
 
-# ---- 4. compute share (CUDA_DEVICE_SM_LIMIT): about 13 minutes; table in OUT/compute_share.md.
+# ---- 4. compute share (CUDA_DEVICE_SM_LIMIT): about 16 minutes; table in OUT/compute_share.md.
 # SOFTMIG_GPU_SHARE=0 leaves it out (a whole run then takes about 4 minutes); compute_share.sh
 # says how to run it in parts.
 if [[ "${SOFTMIG_GPU_SHARE:-1}" != 0 ]]; then
