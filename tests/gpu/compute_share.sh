@@ -14,8 +14,8 @@
 # Host-bound loads (launch, train): SHARE_ROUNDS (default 8) rounds of SHARE_TURN_SECS (default 1)
 # turns, served by SHARE_SETS (default 4) fresh sets of processes in turn, see served_grid().
 # Two jobs and busy card run for the loads in SHARE_LOADS.
-# Run time on the H100 machine with the defaults: about 15 minutes (the host-bound loads about 10);
-# never much over 16, because of SHARE_BUDGET_S. Where one command may run only 10 minutes, run it
+# Run time on the H100 machine with the defaults: about 16 minutes (the host-bound loads about 11);
+# never much over 17, because of SHARE_BUDGET_S. Where one command may run only 10 minutes, run it
 # in three parts: SHARE_LOADS=launch SHARE_PARTS="grid two_jobs busy" (about 5 minutes), then
 # SHARE_LOADS=train SHARE_PARTS="grid busy" (about 6), then SHARE_LOADS="matmul graph coop
 # bandwidth" (about 5; the host-bound loads bring bare turns of their own, the others use the
