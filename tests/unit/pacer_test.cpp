@@ -347,6 +347,37 @@ TEST(StreamPace, LearnsCostAndBoundsBacklog) {
   EXPECT_TRUE(s.must_wait());      // two of 1.6 ms exceed the 2 ms bound
 }
 
+TEST(StreamPace, BacklogIsTheLaunchesNotSeenFinished) {
+  StreamPace s;
+  std::int64_t t = 0;
+  s.launched(t);  // learn a cost of 100 us per launch from two chained markers
+  s.marked(t);
+  s.launched(t);
+  s.marked(t);
+  s.completed(-1);
+  s.completed(100 * kUs);
+  ASSERT_EQ(s.cost_per_launch(), 100 * kUs);
+  EXPECT_EQ(s.backlog_ns(), 0);
+  // Markers behind 3 and 5 launches, then 2 launches no marker follows yet.
+  for (const int n : {3, 5}) {
+    for (int i = 0; i < n; ++i) s.launched(t += kUs);
+    s.marked(t);
+  }
+  s.launched(t += kUs);
+  s.launched(t += kUs);
+  EXPECT_EQ(s.backlog_ns(), 10 * 100 * kUs);
+  s.completed(300 * kUs);  // the first 3 are done
+  EXPECT_EQ(s.backlog_ns(), 7 * 100 * kUs);
+  s.completed(500 * kUs);  // and the next 5
+  EXPECT_EQ(s.backlog_ns(), 2 * 100 * kUs);
+  s.marked(t);
+  s.forget_markers();  // the context went away: nothing is queued any more
+  EXPECT_EQ(s.backlog_ns(), 0);
+  EXPECT_TRUE(s.idle());
+  s.launched(t += kUs);
+  EXPECT_EQ(s.backlog_ns(), 100 * kUs);
+}
+
 TEST(StreamPace, AnotherContextsTurnDoesNotInflateTheCost) {
   StreamPace s;
   std::int64_t t = 0;
