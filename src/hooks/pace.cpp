@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <new>
+#include <utility>
 
 #include "core/ledger.hpp"
 #include "core/pacer.hpp"
@@ -176,6 +177,9 @@ struct ThreadPace {
   [[nodiscard]] std::int64_t estimated_idle(int ordinal, std::int64_t now) const noexcept {
     return std::min(gpus[ordinal].expected_idle, now);
   }
+
+  /// The window of the thread's undrained launches on `ordinal` (-1: none), now forgotten.
+  std::int64_t take_window(int ordinal) noexcept { return std::exchange(gpus[ordinal].last_window, -1); }
 
   /// A fresh thread, or one whose contexts went away: nothing tracked, no launches pending.
   void reset(unsigned new_epoch) noexcept {
@@ -387,9 +391,8 @@ bool polled_busy(ThreadPace& tp, int ordinal, std::int64_t now) noexcept {
 /// Waits (bounded) until everything this thread queued on the GPU has finished; reports it.
 void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUstream stream,
            std::int64_t now) noexcept {
-  const std::int64_t window = tp.gpus[ordinal].last_window;
+  const std::int64_t window = tp.take_window(ordinal);
   if (window == -1) return;
-  tp.gpus[ordinal].last_window = -1;
   const std::int64_t start = now;
   // The work was seen still running at the first look (a marker recorded before the drain was
   // outstanding, or the context took a while to synchronise): it ran on until it was seen done.
@@ -444,8 +447,7 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
 /// in a synchronise, while that window closed): charge what ran past the window's end, as far
 /// as the queued work's estimate tells.
 void settle_undrained(ThreadPace& tp, PaceDevice& d, int ordinal, std::int64_t now) noexcept {
-  const std::int64_t window = tp.gpus[ordinal].last_window;
-  tp.gpus[ordinal].last_window = -1;
+  const std::int64_t window = tp.take_window(ordinal);
   if (window < 0) return;
   const std::int64_t idle = tp.estimated_idle(ordinal, now);
   const std::int64_t end = d.drained(window, /*stopped_at=*/INT64_MAX, idle, now);  // no drain sample
@@ -495,7 +497,9 @@ bool hold_for_window(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* e,
         continue;
       }
     }
-    if (tp.gpus[ordinal].last_window != window && tp.gpus[ordinal].last_window >= 0) settle_undrained(tp, d, ordinal, now);
+    if (const std::int64_t last = tp.gpus[ordinal].last_window; last != window && last >= 0) {
+      settle_undrained(tp, d, ordinal, now);
+    }
     tp.gpus[ordinal].last_window = window;
     return held;
   }
