@@ -475,14 +475,40 @@ def await_served(procs):
             pin_all(p.p.pid, cores_for(p.slot))
 
 
-def generation(rnd):
-    """The set of processes that serves round `rnd`: SETS sets, each for its share of the rounds."""
-    return rnd * SETS // ROUNDS
-
-
 def finish_all(procs):
     for p in procs:
         p.finish()
+
+
+class Sets:
+    """SETS fresh sets of processes that stay up serve the ROUNDS rounds of a series in turn:
+    set(rnd) gives the set of round `rnd`, starting it (start(k, live) starts set k, appending
+    every process to `live` as it is created) and waiting until it is set up when a new set's
+    rounds begin, after stopping the set before. Every process is stopped on leaving the `with`."""
+
+    def __init__(self, tag, start):
+        self.tag, self.start = tag, start
+        self.live, self.current, self.k = [], None, -1
+
+    def set(self, rnd):
+        k = rnd * SETS // ROUNDS
+        if k != self.k:
+            self.stop()
+            self.k = k
+            self.current = self.start(k, self.live)
+            await_served(self.live)
+            progress("%s set %d: %d processes set up" % (self.tag, k + 1, len(self.live)))
+        return self.current
+
+    def stop(self):
+        finish_all(self.live)
+        self.live = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 def served_grid(load):
@@ -499,35 +525,38 @@ def served_grid(load):
             continue
         modes = host_modes(load, nproc)
         board = new_board()
-        procs = {}   # mode -> the current set: nproc processes
         rates = {m: [] for m in modes}
         rest = modes[1:]
         half = (len(rest) + 1) // 2
         order = ["bare"] + rest[:half] + ["bare"] + rest[half:]
+
+        def start(k, live):
+            """Set k: nproc processes per configuration, each configuration a session (job) of its own."""
+            procs = {}
+            for mode in modes:
+                procs[mode] = []
+                for i in range(nproc):
+                    live.append(Proc("%s %s set %d #%d" % (tag, mode_label(mode), k + 1, i + 1), load, TURN_SECS,
+                                     mode_over(load, nproc, mode), board, slot=i, pin_now=False))
+                    procs[mode].append(live[-1])
+            return procs
+
         try:
-            for rnd in range(ROUNDS):
-                if rnd > 0 and over_budget("%s round %d" % (tag, rnd + 1)):
-                    break
-                if rnd == 0 or generation(rnd) != generation(rnd - 1):
-                    finish_all([p for ps in procs.values() for p in ps])
-                    k = generation(rnd)
-                    procs = {mode: [Proc("%s %s set %d #%d" % (tag, mode_label(mode), k + 1, i + 1), load, TURN_SECS,
-                                         mode_over(load, nproc, mode), board, slot=i, pin_now=False)
-                                    for i in range(nproc)] for mode in modes}   # a session (job) per set
-                    every = [p for ps in procs.values() for p in ps]
-                    await_served(every)
-                    progress("%s set %d: %d processes set up" % (tag, k + 1, len(every)))
-                for mode in (order if rnd % 2 == 0 else order[::-1]):
-                    r = turn(procs[mode])
-                    if r is not None:
-                        rates[mode].append(r)
-                    else:
-                        progress("%s %s: no result" % (tag, mode_label(mode)))
-                b = statistics.mean(rates["bare"][-2:]) if rates["bare"] else None
-                progress("%s round %d: bare %s; %s" % (tag, rnd + 1, human(b), ", ".join(
-                    "%s %.3f" % (mode_label(m), rates[m][-1] / b) for m in rest if rates[m] and b)))
+            with Sets(tag, start) as sets:
+                for rnd in range(ROUNDS):
+                    if rnd > 0 and over_budget("%s round %d" % (tag, rnd + 1)):
+                        break
+                    procs = sets.set(rnd)
+                    for mode in (order if rnd % 2 == 0 else order[::-1]):
+                        r = turn(procs[mode])
+                        if r is not None:
+                            rates[mode].append(r)
+                        else:
+                            progress("%s %s: no result" % (tag, mode_label(mode)))
+                    b = statistics.mean(rates["bare"][-2:]) if rates["bare"] else None
+                    progress("%s round %d: bare %s; %s" % (tag, rnd + 1, human(b), ", ".join(
+                        "%s %.3f" % (mode_label(m), rates[m][-1] / b) for m in rest if rates[m] and b)))
         finally:
-            finish_all([p for ps in procs.values() for p in ps])
             shutil.rmtree(board, ignore_errors=True)
         for mode, rs in rates.items():
             if rs:
@@ -606,35 +635,35 @@ def served_together(tag, load, members):
     SETS fresh sets of processes in turn, as in served_grid(). Returns ({label: [rate per turn]},
     [bare rate per turn])."""
     board = new_board()
-    group, bare = [], None
     rates = {label: [] for label, _, _ in members}
     base = []
+
+    def start(k, live):
+        """Set k: the members (each a session (job) of its own per set, named after theirs) and a
+        bare process of `load`."""
+        for i, (label, what, over) in enumerate(members):
+            over = dict(over, SOFTMIG_SESSION="%s-s%d" % (over["SOFTMIG_SESSION"], k + 1))
+            live.append(Proc("%s: %s set %d" % (tag, label, k + 1), what, TURN_SECS, dict(SERVE, **over), board,
+                             slot=i, pin_now=False))
+        live.append(Proc("%s: bare set %d" % (tag, k + 1), load, TURN_SECS, dict(SERVE, _bare="1"), board,
+                         slot=0, pin_now=False))
+        return live[:-1], live[-1]
+
     try:
-        for rnd in range(ROUNDS):
-            if rnd > 0 and over_budget("%s round %d" % (tag, rnd + 1)):
-                break
-            if rnd == 0 or generation(rnd) != generation(rnd - 1):
-                finish_all(group + ([bare] if bare else []))
-                k = generation(rnd)
-                group, bare = [], None
-                for i, (label, what, over) in enumerate(members):
-                    # A session (job) of its own per set: the members' settings name theirs.
-                    over = dict(over, SOFTMIG_SESSION="%s-s%d" % (over["SOFTMIG_SESSION"], k + 1))
-                    group.append(Proc("%s: %s set %d" % (tag, label, k + 1), what, TURN_SECS, dict(SERVE, **over),
-                                      board, slot=i, pin_now=False))
-                bare = Proc("%s: bare set %d" % (tag, k + 1), load, TURN_SECS, dict(SERVE, _bare="1"), board,
-                            slot=0, pin_now=False)
-                await_served(group + [bare])
-            for what in (("bare", "group") if rnd % 2 == 0 else ("group", "bare")):
-                if what == "bare":
-                    b = turn([bare])
-                    if b is not None:
-                        base.append(b)
-                elif turn(group) is not None:
-                    for (label, _, _), p in zip(members, group):
-                        rates[label].append(p.share()["rate"])
+        with Sets(tag, start) as sets:
+            for rnd in range(ROUNDS):
+                if rnd > 0 and over_budget("%s round %d" % (tag, rnd + 1)):
+                    break
+                group, bare = sets.set(rnd)
+                for what in (("bare", "group") if rnd % 2 == 0 else ("group", "bare")):
+                    if what == "bare":
+                        b = turn([bare])
+                        if b is not None:
+                            base.append(b)
+                    elif turn(group) is not None:
+                        for (label, _, _), p in zip(members, group):
+                            rates[label].append(p.share()["rate"])
     finally:
-        finish_all(group + ([bare] if bare else []))
         shutil.rmtree(board, ignore_errors=True)
     return rates, base
 
