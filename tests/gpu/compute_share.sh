@@ -32,6 +32,8 @@
 #      relative = rate / bare rate with as many processes;
 #   c. two jobs at 50 % (phases 0 and 50) together, on matmul and launch: each relative to 1 bare
 #      (matmul: the mean of SHARE_TWO_JOBS_RUNS runs, default 3; launch: in turns, as in a.-b.);
+#   c2. busy card: the job at 25 % and 50 % while a matmul job has the rest of the GPU's time
+#      (host-bound loads: also the load pausing itself outside the same windows, as reference);
 #   d. burst: a 25 % burst job alone; then a 25 % burst job joined after 2 s by a 50 % strict one
 #      (rate before and during, and how fast the burst job falls back);
 #   e. overhead: launch rate preloaded without a limit against bare, in the turns of the launch
@@ -101,8 +103,8 @@ TWO = [l for l in os.environ.get("SHARE_TWO_PROC_LOADS", " ".join(LOADS)).split(
 UNIT = {"matmul": "GEMM/s", "launch": "launches/s", "train": "steps/s", "graph": "graphs/s",
         "coop": "launches/s", "bandwidth": "kernels/s"}
 RAW = open(os.path.join(OUT, "compute_share.log"), "w")
-DATA = {"secs": SECS, "lib": LIB, "cells": {}, "two_jobs": {}, "shared": {}, "burst": {}, "overhead": {},
-        "green": {}}
+DATA = {"secs": SECS, "lib": LIB, "cells": {}, "two_jobs": {}, "shared": {}, "shared_paused": {}, "burst": {},
+        "overhead": {}, "green": {}}
 
 NCPU = os.cpu_count() or 1
 PIN = os.environ.get("SHARE_PIN", "1") != "0" and NCPU >= 6
@@ -585,7 +587,9 @@ def cell_ok(load, mode, rel):
     if rel is None:
         return False
     if mode == 100:
-        return rel >= (0.98 if load == "launch" else 0.95)
+        # A limit of 100 is no limit. Its cost (<= 2 %) is judged by run.sh's in-process A/B
+        # ("launch overhead share100"): between sets of processes this grid resolves ~5 %.
+        return rel >= 0.95
     return abs(rel - mode / 100.0) <= tolerance(load)
 
 
@@ -629,40 +633,45 @@ def two_jobs_run(load):
         r["rel"] = [statistics.mean(run["rel"][j] for run in r["runs"]) for j in (0, 1)]
 
 
-def served_together(tag, load, members):
+def served_together(tag, load, members, groups=None):
     """Host-bound: processes `members` [(label, load, over)] that stay up and run together for
     TURN_SECS at a time, in ROUNDS rounds with a bare turn of `load` each, the rounds served by
-    SETS fresh sets of processes in turn, as in served_grid(). Returns ({label: [rate per turn]},
-    [bare rate per turn])."""
+    SETS fresh sets of processes in turn, as in served_grid(). `groups` (default: all members at
+    once) are the tuples of labels that run together; each group has a turn of its own per round.
+    Returns ({label: [its rate in every turn it ran]}, [bare rate per turn])."""
     board = new_board()
+    groups = groups or [tuple(label for label, _, _ in members)]
     rates = {label: [] for label, _, _ in members}
     base = []
 
     def start(k, live):
         """Set k: the members (each a session (job) of its own per set, named after theirs) and a
         bare process of `load`."""
+        procs = {}
         for i, (label, what, over) in enumerate(members):
             over = dict(over, SOFTMIG_SESSION="%s-s%d" % (over["SOFTMIG_SESSION"], k + 1))
             live.append(Proc("%s: %s set %d" % (tag, label, k + 1), what, TURN_SECS, dict(SERVE, **over), board,
-                             slot=i, pin_now=False))
+                             slot=int(over.get("_slot", i)), pin_now=False))
+            procs[label] = live[-1]
         live.append(Proc("%s: bare set %d" % (tag, k + 1), load, TURN_SECS, dict(SERVE, _bare="1"), board,
                          slot=0, pin_now=False))
-        return live[:-1], live[-1]
+        return procs, live[-1]
 
     try:
         with Sets(tag, start) as sets:
             for rnd in range(ROUNDS):
                 if rnd > 0 and over_budget("%s round %d" % (tag, rnd + 1)):
                     break
-                group, bare = sets.set(rnd)
-                for what in (("bare", "group") if rnd % 2 == 0 else ("group", "bare")):
-                    if what == "bare":
+                procs, bare = sets.set(rnd)
+                order = [None] + list(groups)
+                for group in (order if rnd % 2 == 0 else order[::-1]):
+                    if group is None:
                         b = turn([bare])
                         if b is not None:
                             base.append(b)
-                    elif turn(group) is not None:
-                        for (label, _, _), p in zip(members, group):
-                            rates[label].append(p.share()["rate"])
+                    elif turn([procs[label] for label in group]) is not None:
+                        for label in group:
+                            rates[label].append(procs[label].share()["rate"])
     finally:
         shutil.rmtree(board, ignore_errors=True)
     return rates, base
@@ -685,32 +694,43 @@ def two_jobs_served(load, r):
 # boosts, a light load is clocked down); on a card whose other windows are in use, as when slices
 # are sold, the clock is the loaded one.
 shared = {}
+shared_paused = {}   # host-bound: the same load pausing itself outside its windows, beside the matmul
 
 
 def shared_run(load, pct):
     """The job at pct % (phase 0) while a matmul job has the rest (phase pct), relative to one bare
-    process: host-bound loads in turns with bare turns of their own (served_together), the others
-    against the grid's bare rate."""
+    process: host-bound loads in turns with bare turns of their own (served_together), and with
+    turns of the load pausing itself outside the same windows (SHARE_DUTY, no softmig) beside the
+    same matmul job; the others against the grid's bare rate."""
     over_a = {"CUDA_DEVICE_SM_LIMIT": str(pct), "CUDA_DEVICE_SM_PHASE": "0", "SOFTMIG_SM_POLICY": "strict",
               "SOFTMIG_SESSION": session("sharedA")}
     over_b = {"CUDA_DEVICE_SM_LIMIT": str(100 - pct), "CUDA_DEVICE_SM_PHASE": str(pct),
               "SOFTMIG_SM_POLICY": "strict", "SOFTMIG_SESSION": session("sharedB")}
     tag = "%s at %d %% beside matmul at %d %%" % (load, pct, 100 - pct)
     rel = None
+    key = "%s %d" % (load, pct)
     if load in HOST:
         if over_budget(tag):
             return
-        rates, base = served_together(tag, load, [("job", load, over_a), ("matmul", "matmul", over_b)])
+        # The paused load runs on the job's cores (slot 0), in turns of its own.
+        paused = {"_bare": "1", "SHARE_DUTY": str(pct), "SOFTMIG_SESSION": session("sharedP"), "_slot": "0"}
+        rates, base = served_together(tag, load, [("job", load, over_a), ("matmul", "matmul", over_b),
+                                                  ("paused", load, paused)],
+                                      groups=[("job", "matmul"), ("paused", "matmul")])
         if base and rates["job"]:
             rel = statistics.mean(rates["job"]) / statistics.mean(base)
+        if base and rates["paused"]:
+            shared_paused[key] = statistics.mean(rates["paused"]) / statistics.mean(base)
+            DATA["shared_paused"][key] = shared_paused[key]
+            progress("%s pausing itself at %d %% on a busy card: %.3f" % (load, pct, shared_paused[key]))
     else:
         if not has_bare(load, "%s at %d %% on a busy card" % (load, pct)):
             return
         outs = measure(tag, [(load, SECS, over_a), ("matmul", SECS, over_b)])
         bare = bare_rate(load)
         rel = outs[0]["rate"] / bare if outs and outs[0] and bare else None
-    shared["%s %d" % (load, pct)] = rel
-    DATA["shared"]["%s %d" % (load, pct)] = rel
+    shared[key] = rel
+    DATA["shared"][key] = rel
     if rel is not None:
         progress("%s at %d %% on a busy card: %.3f" % (load, pct, rel))
 
@@ -883,6 +903,10 @@ def bare_text(load, c):
     return s
 
 
+def f3(x):
+    return "-" if x is None else "%.3f" % x
+
+
 def mark(ok):
     return "" if ok is None else (" pass" if ok else " FAIL")
 
@@ -910,8 +934,9 @@ md.append("Relative share = rate with softmig and the limit / rate without softm
           "every configuration taking turns with the others in %d rounds of alternating order, each "
           "round with two bare turns; %d fresh sets of processes serve the rounds in turn; a cell is "
           "the mean of its turns, the reference the mean of the bare turns. Targets: "
-          "|relative - limit| <= 0.05 (matmul 0.02); at 100 %%: >= 0.95 (launch >= 0.98); "
-          "bandwidth is reported only." % ("each process pinned to two cores" if PIN else "not pinned",
+          "|relative - limit| <= 0.05 (matmul 0.02); at 100 %% (no limit): >= 0.95, the 2 %% target "
+          "on the launch load's cost being judged by tests/gpu/run.sh's in-process A/B (between sets of "
+          "processes, this grid resolves about 5 %%); bandwidth is reported only." % ("each process pinned to two cores" if PIN else "not pinned",
                                             TURN_SECS, TURN_WARM_MS, ROUNDS, SETS))
 md.append("")
 md.append("| load | processes | 10 % | 25 % | 50 % | 75 % | 100 % | bare rate |")
@@ -936,7 +961,7 @@ for load in LOADS:
             if rel is not None:
                 vals.append("%d%%x%d %.3f" % (mode, nproc, rel))
                 dev = rel - mode / 100.0
-                sev = abs(dev) if mode != 100 else max(0.0, (0.98 if load == "launch" else 0.95) - rel)
+                sev = abs(dev) if mode != 100 else max(0.0, 0.95 - rel)
                 if ok is False:
                     sev += 10  # a failing cell is always the worst
                 if worst is None or sev > worst[0]:
@@ -1044,24 +1069,27 @@ for load in ("matmul", "launch"):
 md.append("")
 md.append("On a busy card: the job at 25 % or 50 % (phase 0) while a matmul job uses the rest of the "
           "GPU's time (the other phases); the job's rate relative to one bare process (launch and train: "
-          "processes that stay up, in turns with bare turns between them, as for two jobs):")
+          "processes that stay up, in turns with bare turns between them, as for two jobs; their row "
+          "\"paused itself\" is the same load pausing itself outside the same windows, without softmig, "
+          "beside the same matmul job, in turns of its own: what any time-division share gives it there):")
 md.append("")
-md.append("| load | 25 % | 50 % |")
-md.append("|---|---|---|")
+md.append("| load | run | 25 % | 50 % |")
+md.append("|---|---|---|---|")
 for load in ("matmul", "launch", "train"):
-    row = [load]
+    row = [load, "softmig"]
     for pct in (25, 50):
         rel = shared.get("%s %d" % (load, pct))
         ok = rel is not None and abs(rel - pct / 100.0) <= tolerance(load)
         row.append("-" if rel is None else "%.3f%s" % (rel, mark(ok)))
+        paused_rel = shared_paused.get("%s %d" % (load, pct))
         results.append({"name": "compute share busy card %s %d" % (load, pct), "ok": ok,
-                        "detail": "%s (target %.2f ± %.2f)" % ("no result" if rel is None else "%.3f" % rel,
-                                                              pct / 100.0, tolerance(load))})
+                        "detail": "%s (target %.2f ± %.2f)%s" % (
+                            "no result" if rel is None else "%.3f" % rel, pct / 100.0, tolerance(load),
+                            "" if paused_rel is None else "; paused itself %.3f" % paused_rel)})
     md.append("| " + " | ".join(row) + " |")
-
-
-def f3(x):
-    return "-" if x is None else "%.3f" % x
+    if load in HOST:
+        md.append("| %s | paused itself | %s | %s |" % (load, f3(shared_paused.get("%s 25" % load)),
+                                                        f3(shared_paused.get("%s 50" % load))))
 
 
 alone, before, during, lat = burst.get("alone"), burst.get("before"), burst.get("during"), burst.get("latency_ms")

@@ -101,6 +101,8 @@ done
 # In-process A/B of the launch path: the wrapper against the driver's own function.
 run bench-ab-nolimit "$PRE" -- "$PROG" bench-launch-ab
 run bench-ab-limit70G "$PRE" CUDA_DEVICE_MEMORY_LIMIT=70G SOFTMIG_SESSION=benchab -- "$PROG" bench-launch-ab
+# A limit of 100 is no limit: the same 2 % target as without one.
+run bench-ab-share100 "$PRE" CUDA_DEVICE_SM_LIMIT=100 SOFTMIG_SESSION=benchab100 -- "$PROG" bench-launch-ab
 # The paced path of a process with a compute share (99 %: seldom held back), reported.
 run bench-ab-share99 "$PRE" CUDA_DEVICE_SM_LIMIT=99 SOFTMIG_SESSION=benchab99 -- "$PROG" bench-launch-ab
 

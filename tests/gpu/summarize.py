@@ -129,7 +129,7 @@ if bench:
             print("  %-14s %-15s %10.1f ns  (%+.1f ns, %+.2f %%)  rounds: %s" %
                   (name, label, m, m - base, 100.0 * (m - base) / base, ", ".join("%.0f" % v for v in vals)))
 ab = [(lbl, get(lbl, "launch_ab"))
-      for lbl in ("bench-ab-bare", "bench-ab-nolimit", "bench-ab-limit70G", "bench-ab-share99")]
+      for lbl in ("bench-ab-bare", "bench-ab-nolimit", "bench-ab-limit70G", "bench-ab-share100", "bench-ab-share99")]
 ab = [(lbl, r) for lbl, r in ab if r]
 if ab:
     print("\ncuLaunchKernel in one process, alternating batches of 256 (program's path vs driver's own function)")
@@ -138,8 +138,9 @@ if ab:
               (lbl, r["through_program_path_ns"], r["driver_direct_ns"], r["added_pct"],
                " (same function: not interposed)" if r["same_function"] else ""))
     for lbl, r in ab:
-        # The target is for a process without a compute share; a share's paced path is reported.
-        if lbl in ("bench-ab-nolimit", "bench-ab-limit70G"):
+        # The target is for a process without a compute share (a limit of 100 is none); a share's
+        # paced path is reported.
+        if lbl in ("bench-ab-nolimit", "bench-ab-limit70G", "bench-ab-share100"):
             row = ("launch overhead " + lbl[9:], verdict(r["added_pct"] <= 2.0 and not r["same_function"]),
                    "%+.2f %% per cuLaunchKernel (target <= 2 %%)" % r["added_pct"])
             rows.append(row)
