@@ -501,6 +501,12 @@ bool hold_for_window(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* e,
       settle_undrained(tp, d, ordinal, now);
     }
     tp.gpus[ordinal].last_window = window;
+    if (held) {
+      const std::int64_t opened = d.go_from.load(std::memory_order_relaxed);
+      platform::log_debug("pace: window %lld admitted %lld us after it opened (%lld us of it paid for spills)",
+                          static_cast<long long>(window), static_cast<long long>((now - opened) / 1000),
+                          static_cast<long long>((opened - d.pacer.schedule().start(window)) / 1000));
+    }
     return held;
   }
 }
