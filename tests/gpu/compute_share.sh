@@ -10,7 +10,7 @@
 # starts after this many seconds, default 900), SHARE_TWO_PROC_LOADS (loads measured with two
 # processes too, default all), SHARE_PIN=0 (do not pin the load processes to CPU cores),
 # SHARE_LOADS (loads of the grid, default all), SHARE_PARTS (default "grid two_jobs busy burst
-# green").
+# green"), SHARE_PERIOD_MS (softmig's period for every job, and the pause control's).
 # Host-bound loads (launch, train): SHARE_ROUNDS (default 8) rounds of SHARE_TURN_SECS (default 1)
 # turns, served by SHARE_SETS (default 4) fresh sets of processes in turn, see served_grid().
 # Two jobs and busy card run for the loads in SHARE_LOADS.
@@ -115,6 +115,7 @@ TURN_SECS = float(os.environ.get("SHARE_TURN_SECS", "1"))
 TURN_WARM_MS = 100
 SERVE = {"SHARE_SERVE": "1", "SHARE_WARM_MS": str(TURN_WARM_MS)}   # processes that stay up, in turns
 TWO_JOBS_RUNS = max(1, int(os.environ.get("SHARE_TWO_JOBS_RUNS", "3")))
+PERIOD_MS = os.environ.get("SHARE_PERIOD_MS", "")   # softmig's period for every job (default: its own)
 STRIP = ("CUDA_DEVICE_MEMORY_LIMIT", "CUDA_DEVICE_SM_", "SOFTMIG_SM_")
 BASE_ENV = {k: v for k, v in os.environ.items()
             if not k.startswith(STRIP) and k not in ("SLURM_JOB_ID", "LD_PRELOAD", "SOFTMIG_SESSION")}
@@ -138,6 +139,10 @@ def env_for(over, board):
     if not is_bare(over):
         e["LD_PRELOAD"] = LIB
         e["SOFTMIG_SM_BOARD"] = board
+        if PERIOD_MS:
+            e["SOFTMIG_SM_PERIOD_MS"] = PERIOD_MS
+    elif PERIOD_MS:
+        e["SHARE_DUTY_PERIOD_MS"] = PERIOD_MS   # the pause control's windows: the same as softmig's
     e.update({k: v for k, v in (over or {}).items() if not k.startswith("_")})
     return e
 
@@ -768,17 +773,21 @@ def burst_run():
     a_secs, b_after, b_secs = 4.0, 2.0, 2.0
     over_a = {"CUDA_DEVICE_SM_LIMIT": "25", "CUDA_DEVICE_SM_PHASE": "0", "SOFTMIG_SM_POLICY": "burst",
               "SOFTMIG_SESSION": session("burstA")}
+    # B loads its kernels with its context, before READY: loaded lazily, its first GEMM spends
+    # ~60 ms in the driver loading cuBLAS's module, using no GPU, and A rightly goes on meanwhile;
+    # the latency is then how B's start-up goes, not how fast A yields.
     over_b = {"CUDA_DEVICE_SM_LIMIT": "50", "CUDA_DEVICE_SM_PHASE": "50", "SOFTMIG_SM_POLICY": "strict",
-              "SOFTMIG_SESSION": session("burstB")}
+              "SOFTMIG_SESSION": session("burstB"), "CUDA_MODULE_LOADING": "EAGER"}
     procs = []
     try:
+        # Both set up (READY) first; then A goes, and B 2 s after A's START.
         a = Proc("burst A", "matmul", a_secs, over_a, board, slot=0, timeline=True)
         procs.append(a)
-        pump([a], lambda: a.first("READY") or a.eof, time.monotonic() + 90)
-        a.go()
         b = Proc("burst B", "matmul", b_secs, over_b, board, slot=1)
         procs.append(b)
-        pump(procs, lambda: (a.first("START") or a.eof) and (b.first("READY") or b.eof), time.monotonic() + 90)
+        pump(procs, lambda: all(p.first("READY") or p.eof for p in procs), time.monotonic() + 90)
+        a.go()
+        pump(procs, lambda: a.first("START") or a.eof, time.monotonic() + 90)
         a_start = a.value("START")
         if a_start is not None:
             go_at = (a_start + b_after * 1e9) / 1e9
@@ -926,7 +935,8 @@ except Exception:  # noqa: BLE001 - only a label
 md = []
 md.append("# Compute share (CUDA_DEVICE_SM_LIMIT)")
 md.append("")
-md.append("GPU: %s. %g s per measurement, after a 0.3 s warm-up; library `%s`." % (gpu, SECS, LIB))
+md.append("GPU: %s. %g s per measurement, after a 0.3 s warm-up; library `%s`%s." %
+          (gpu, SECS, LIB, ", period %s ms (SOFTMIG_SM_PERIOD_MS)" % PERIOD_MS if PERIOD_MS else ""))
 md.append("")
 md.append("Relative share = rate with softmig and the limit / rate without softmig, same number of "
           "processes (2 processes: one job, both started together, rates summed; %s). Launch and "

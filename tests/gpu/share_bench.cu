@@ -28,7 +28,8 @@
 // is "go", measure again (BEGIN ... SHARE), until one is not (or EOF); SHARE_WARM_MS: warm-up
 // before each measurement (default 300); SHARE_QUEUE=<batches>
 // overrides the queue depth;
-// SHARE_DUTY=<percent>: the program pauses itself outside its windows (see Duty), no softmig.
+// SHARE_DUTY=<percent>: the program pauses itself outside its windows (see Duty), no softmig;
+// SHARE_DUTY_PERIOD_MS: their period (default 50, softmig's default).
 // SHARE_GREEN_SMS=<n>: the load runs in a green context of n SMs (see enter_green_context).
 #include <cooperative_groups.h>
 #include <cuda.h>
@@ -163,7 +164,8 @@ struct Timeline {
   }
 };
 
-/// SHARE_DUTY=P: the program pauses itself outside the first P % of every 50 ms of
+/// SHARE_DUTY=P: the program pauses itself outside the first P % of every 50 ms (or
+/// SHARE_DUTY_PERIOD_MS) of
 /// CLOCK_MONOTONIC (the windows softmig gives a job at phase 0), after finishing its queued work,
 /// without softmig. What a host-bound load can do in P % of the time on this machine: the best
 /// any time-division share could deliver to it.
@@ -397,6 +399,9 @@ int main(int argc, char** argv) {
     if (name == "launch") load.per_event = 64;
   }
   if (const char* d = std::getenv("SHARE_DUTY"); d != nullptr && std::atoi(d) > 0 && std::atoi(d) < 100) {
+    if (const char* p = std::getenv("SHARE_DUTY_PERIOD_MS"); p != nullptr && std::atoi(p) >= 10) {
+      g_duty.period = std::atoi(p) * kMs;
+    }
     g_duty.open = g_duty.period * std::atoi(d) / 100;
     // Pauses are taken between batches: batches much shorter than a window.
     if (name == "launch") {
