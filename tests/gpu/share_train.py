@@ -82,12 +82,12 @@ def main():
 
     serve = os.environ.get("SHARE_SERVE", "0") == "1"
     while True:
-        measure(step, seconds, open_ns)
+        measure(step, seconds, open_ns, period_ns)
         if not serve or not sys.stdin.readline().startswith("go"):
             break
 
 
-def measure(step, seconds, open_ns):
+def measure(step, seconds, open_ns, period_ns):
     """BEGIN, a warm-up (SHARE_WARM_MS, default 300), START, `seconds` of steps, SHARE."""
     print("BEGIN %d" % time.monotonic_ns(), flush=True)
     warm_end = time.monotonic_ns() + int(os.environ.get("SHARE_WARM_MS", "300")) * 1_000_000
