@@ -18,7 +18,7 @@
 # never much over 17, because of SHARE_BUDGET_S. Where one command may run only 10 minutes, run it
 # in three parts: SHARE_LOADS=launch SHARE_PARTS="grid two_jobs busy" (about 5 minutes), then
 # SHARE_LOADS=train SHARE_PARTS="grid busy" (about 6), then SHARE_LOADS="matmul graph coop
-# bandwidth" (about 5; the host-bound loads bring bare turns of their own, the others use the
+# bandwidth" (about 3; the host-bound loads bring bare turns of their own, the others use the
 # grid's bare rates).
 # Each load process is pinned to two cores of its own (the n-th process of a measurement to cores
 # 2n+2 and 2n+3), as a SLURM job is to its cores: the host-bound loads vary between processes by
