@@ -165,10 +165,9 @@ struct Timeline {
 };
 
 /// SHARE_DUTY=P: the program pauses itself outside the first P % of every 50 ms (or
-/// SHARE_DUTY_PERIOD_MS) of
-/// CLOCK_MONOTONIC (the windows softmig gives a job at phase 0), after finishing its queued work,
-/// without softmig. What a host-bound load can do in P % of the time on this machine: the best
-/// any time-division share could deliver to it.
+/// SHARE_DUTY_PERIOD_MS) of CLOCK_MONOTONIC (the windows softmig gives a job at phase 0), after
+/// finishing its queued work, without softmig. What a host-bound load can do in P % of the time on
+/// this machine: the best any time-division share could deliver to it.
 struct Duty {
   long long period = 50 * kMs;
   long long open = 0;  // 0: off
