@@ -103,7 +103,7 @@ TWO = [l for l in os.environ.get("SHARE_TWO_PROC_LOADS", " ".join(LOADS)).split(
 UNIT = {"matmul": "GEMM/s", "launch": "launches/s", "train": "steps/s", "graph": "graphs/s",
         "coop": "launches/s", "bandwidth": "kernels/s"}
 RAW = open(os.path.join(OUT, "compute_share.log"), "w")
-DATA = {"secs": SECS, "lib": LIB, "cells": {}, "two_jobs": {}, "shared": {}, "shared_paused": {}, "burst": {},
+DATA = {"secs": SECS, "lib": LIB, "cells": {}, "two_jobs": {}, "shared": {}, "shared_paused": {}, "shared_matmul": {}, "burst": {},
         "overhead": {}, "green": {}}
 
 NCPU = os.cpu_count() or 1
@@ -643,7 +643,8 @@ def served_together(tag, load, members, groups=None):
     TURN_SECS at a time, in ROUNDS rounds with a bare turn of `load` each, the rounds served by
     SETS fresh sets of processes in turn, as in served_grid(). `groups` (default: all members at
     once) are the tuples of labels that run together; each group has a turn of its own per round.
-    Returns ({label: [its rate in every turn it ran]}, [bare rate per turn])."""
+    Returns ({label: [its rate in every turn it ran]}, [bare rate per turn]); a label in several
+    groups also has its rates per group, under "label|group" (the group's labels joined by "+")."""
     board = new_board()
     groups = groups or [tuple(label for label, _, _ in members)]
     rates = {label: [] for label, _, _ in members}
@@ -677,6 +678,8 @@ def served_together(tag, load, members, groups=None):
                     elif turn([procs[label] for label in group]) is not None:
                         for label in group:
                             rates[label].append(procs[label].share()["rate"])
+                            if sum(label in g for g in groups) > 1:
+                                rates.setdefault("%s|%s" % (label, "+".join(group)), []).append(rates[label][-1])
     finally:
         shutil.rmtree(board, ignore_errors=True)
     return rates, base
@@ -700,6 +703,7 @@ def two_jobs_served(load, r):
 # are sold, the clock is the loaded one.
 shared = {}
 shared_paused = {}   # host-bound: the same load pausing itself outside its windows, beside the matmul
+shared_matmul = {}   # host-bound: the matmul job's rate beside the job and beside the paused load
 
 
 def shared_run(load, pct):
@@ -728,6 +732,14 @@ def shared_run(load, pct):
             shared_paused[key] = statistics.mean(rates["paused"]) / statistics.mean(base)
             DATA["shared_paused"][key] = shared_paused[key]
             progress("%s pausing itself at %d %% on a busy card: %.3f" % (load, pct, shared_paused[key]))
+        # What the matmul job got beside each: a job that does not stop at its window's end takes
+        # the other's time.
+        mm = {g: rates.get("matmul|%s+matmul" % g) for g in ("job", "paused")}
+        if all(mm.values()):
+            shared_matmul[key] = {g: statistics.mean(v) for g, v in mm.items()}
+            DATA["shared_matmul"][key] = shared_matmul[key]
+            progress("the matmul job at %d %% beside %s: %s GEMM/s beside softmig, %s beside it pausing itself" %
+                     (100 - pct, load, human(shared_matmul[key]["job"]), human(shared_matmul[key]["paused"])))
     else:
         if not has_bare(load, "%s at %d %% on a busy card" % (load, pct)):
             return
@@ -1100,6 +1112,10 @@ for load in ("matmul", "launch", "train"):
     if load in HOST:
         md.append("| %s | paused itself | %s | %s |" % (load, f3(shared_paused.get("%s 25" % load)),
                                                         f3(shared_paused.get("%s 50" % load))))
+        mm = [shared_matmul.get("%s %d" % (load, pct)) for pct in (25, 50)]
+        if any(mm):
+            md.append("| %s | the matmul job beside softmig / beside it paused (GEMM/s) | %s |" % (load, " | ".join(
+                "%s / %s" % (human(m["job"]), human(m["paused"])) if m else "-" for m in mm)))
 
 
 alone, before, during, lat = burst.get("alone"), burst.get("before"), burst.get("during"), burst.get("latency_ms")
