@@ -103,8 +103,8 @@ TWO = [l for l in os.environ.get("SHARE_TWO_PROC_LOADS", " ".join(LOADS)).split(
 UNIT = {"matmul": "GEMM/s", "launch": "launches/s", "train": "steps/s", "graph": "graphs/s",
         "coop": "launches/s", "bandwidth": "kernels/s"}
 RAW = open(os.path.join(OUT, "compute_share.log"), "w")
-DATA = {"secs": SECS, "lib": LIB, "cells": {}, "two_jobs": {}, "shared": {}, "shared_paused": {}, "shared_matmul": {}, "burst": {},
-        "overhead": {}, "green": {}}
+DATA = {"secs": SECS, "lib": LIB, "cells": {}, "two_jobs": {}, "shared": {}, "shared_paused": {},
+        "shared_matmul": {}, "burst": {}, "overhead": {}, "green": {}}
 
 NCPU = os.cpu_count() or 1
 PIN = os.environ.get("SHARE_PIN", "1") != "0" and NCPU >= 6
@@ -643,12 +643,14 @@ def served_together(tag, load, members, groups=None):
     TURN_SECS at a time, in ROUNDS rounds with a bare turn of `load` each, the rounds served by
     SETS fresh sets of processes in turn, as in served_grid(). `groups` (default: all members at
     once) are the tuples of labels that run together; each group has a turn of its own per round.
-    Returns ({label: [its rate in every turn it ran]}, [bare rate per turn]); a label in several
-    groups also has its rates per group, under "label|group" (the group's labels joined by "+")."""
+    Returns ({label: [its rate in every turn it ran]}, [bare rate per turn],
+    {group: {label: [its rate in that group's turns]}})."""
     board = new_board()
     groups = groups or [tuple(label for label, _, _ in members)]
     rates = {label: [] for label, _, _ in members}
+    by_group = {group: {label: [] for label in group} for group in groups}
     base = []
+    order = [None] + list(groups)   # None: the bare turn
 
     def start(k, live):
         """Set k: the members (each a session (job) of its own per set, named after theirs) and a
@@ -669,7 +671,6 @@ def served_together(tag, load, members, groups=None):
                 if rnd > 0 and over_budget("%s round %d" % (tag, rnd + 1)):
                     break
                 procs, bare = sets.set(rnd)
-                order = [None] + list(groups)
                 for group in (order if rnd % 2 == 0 else order[::-1]):
                     if group is None:
                         b = turn([bare])
@@ -678,18 +679,17 @@ def served_together(tag, load, members, groups=None):
                     elif turn([procs[label] for label in group]) is not None:
                         for label in group:
                             rates[label].append(procs[label].share()["rate"])
-                            if sum(label in g for g in groups) > 1:
-                                rates.setdefault("%s|%s" % (label, "+".join(group)), []).append(rates[label][-1])
+                            by_group[group][label].append(rates[label][-1])
     finally:
         shutil.rmtree(board, ignore_errors=True)
-    return rates, base
+    return rates, base, by_group
 
 
 def two_jobs_served(load, r):
     """A host-bound load's two jobs, in turns (served_together); each job's rate relative to the
     mean of the series' bare turns."""
-    rates, base = served_together("two jobs %s" % load, load, [("A", load, two_jobs_over("jobA", 0)),
-                                                                ("B", load, two_jobs_over("jobB", 50))])
+    rates, base, _ = served_together("two jobs %s" % load, load, [("A", load, two_jobs_over("jobA", 0)),
+                                                                   ("B", load, two_jobs_over("jobB", 50))])
     if base and rates["A"]:
         r["rel"] = [statistics.mean(rates[j]) / statistics.mean(base) for j in ("A", "B")]
         r["turns"] = dict(rates, bare=base)
@@ -723,9 +723,9 @@ def shared_run(load, pct):
             return
         # The paused load runs on the job's cores (slot 0), in turns of its own.
         paused = {"_bare": "1", "SHARE_DUTY": str(pct), "SOFTMIG_SESSION": session("sharedP"), "_slot": "0"}
-        rates, base = served_together(tag, load, [("job", load, over_a), ("matmul", "matmul", over_b),
-                                                  ("paused", load, paused)],
-                                      groups=[("job", "matmul"), ("paused", "matmul")])
+        rates, base, by_group = served_together(tag, load, [("job", load, over_a), ("matmul", "matmul", over_b),
+                                                            ("paused", load, paused)],
+                                                groups=[("job", "matmul"), ("paused", "matmul")])
         if base and rates["job"]:
             rel = statistics.mean(rates["job"]) / statistics.mean(base)
         if base and rates["paused"]:
@@ -734,7 +734,7 @@ def shared_run(load, pct):
             progress("%s pausing itself at %d %% on a busy card: %.3f" % (load, pct, shared_paused[key]))
         # What the matmul job got beside each: a job that does not stop at its window's end takes
         # the other's time.
-        mm = {g: rates.get("matmul|%s+matmul" % g) for g in ("job", "paused")}
+        mm = {g: by_group[(g, "matmul")]["matmul"] for g in ("job", "paused")}
         if all(mm.values()):
             shared_matmul[key] = {g: statistics.mean(v) for g, v in mm.items()}
             DATA["shared_matmul"][key] = shared_matmul[key]
@@ -958,8 +958,8 @@ md.append("Relative share = rate with softmig and the limit / rate without softm
           "the mean of its turns, the reference the mean of the bare turns. Targets: "
           "|relative - limit| <= 0.05 (matmul 0.02); at 100 %% (no limit): >= 0.95, the 2 %% target "
           "on the launch load's cost being judged by tests/gpu/run.sh's in-process A/B (between sets of "
-          "processes, this grid resolves about 5 %%); bandwidth is reported only." % ("each process pinned to two cores" if PIN else "not pinned",
-                                            TURN_SECS, TURN_WARM_MS, ROUNDS, SETS))
+          "processes, this grid resolves about 5 %%); bandwidth is reported only." %
+          ("each process pinned to two cores" if PIN else "not pinned", TURN_SECS, TURN_WARM_MS, ROUNDS, SETS))
 md.append("")
 md.append("| load | processes | 10 % | 25 % | 50 % | 75 % | 100 % | bare rate |")
 md.append("|---|---|---|---|---|---|---|---|")
