@@ -409,6 +409,9 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
     const bool busy = polled_busy(tp, ordinal, now);
     now = now_ns();
     if (!busy) break;
+    // The job's work is on the GPU: it is active (a bursting job that took this for idleness
+    // would slow the work down, and the drain with it).
+    maybe_stamp(d, now);
     if (now - start > kGiveUpNs) {
       if (!g_warned_stuck.exchange(true)) {
         platform::log_warning("compute share: queued work did not finish within %lld ms (a kernel "
@@ -513,7 +516,7 @@ bool hold_for_window(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* e,
 
 /// Step 2 of a launch: waits while the thread's queued work on the stream is at its bound, or
 /// until the window closes (`closes`; a launch then would run past its end). True if it waited.
-bool wait_for_queue(ThreadPace& tp, StreamEntry& e, std::int64_t closes, std::int64_t& now) noexcept {
+bool wait_for_queue(ThreadPace& tp, PaceDevice& d, StreamEntry& e, std::int64_t closes, std::int64_t& now) noexcept {
   if (e.pace.want_poll(now)) poll(e, now);
   if (!e.pace.must_wait()) return false;
   const std::int64_t start = now;
@@ -525,6 +528,7 @@ bool wait_for_queue(ThreadPace& tp, StreamEntry& e, std::int64_t closes, std::in
     }
     sleep_ns(kPollNs);
     now = now_ns();
+    maybe_stamp(d, now);
     poll(e, now);
   }
   tp.backlog_wait_ns += now - start;
@@ -557,7 +561,7 @@ PaceTicket pace_before(CUstream stream) noexcept {
     const std::int64_t asked = now;
     if (hold_for_window(*tp, *d, ordinal, e, stream, now, t)) held_ns += now - asked;
     const std::int64_t closes = t.bursting ? INT64_MAX : d->go_until.load(std::memory_order_relaxed);
-    if (!wait_for_queue(*tp, *e, closes, now) || now < closes) break;
+    if (!wait_for_queue(*tp, *d, *e, closes, now) || now < closes) break;
   }
   if (held_ns > 0 && d->gpu_state != nullptr) note_held(*d->gpu_state, static_cast<std::uint64_t>(held_ns));
   t.entry = e;

@@ -9,6 +9,8 @@
 #   where the fake GPU is never busy). "records:0" asserts that no completion event was
 #   recorded. "outside:0" checks the part of the GPU time that ran outside the job's windows
 #   (the time it took from the job whose windows follow; the largest of the processes').
+#   "stamp_age:<ms>" checks the longest time (ms) the job's activity stamp on its board
+#   (SOFTMIG_SM_BOARD) went unrenewed while it launched: what a bursting job sees of it.
 #   CHECK_PROCS=N runs N copies at once (one job) and checks the mean of their shares
 #   (the fake GPU is per process, so each must get the job's windows; a real GPU divides them).
 #   CHECK_PEER=<file> keeps <file> stamped (another job's activity) while the victim runs.
@@ -78,10 +80,12 @@ case $expect in
   outside:*)
     got=$(grep '^PACE' <<<"$out" | sed -n 's/.* outside=\([^ ]*\).*/\1/p' | sort -g | tail -1)
     want=${expect#outside:} ;;
+  stamp_age:*)
+    got=$(field stamp_age_ms "$line") want=${expect#stamp_age:} ;;
   *)
     got=$share want=$expect ;;
 esac
-if awk -v g="$got" -v w="$want" -v t="$tol" 'BEGIN { d = g - w; if (d < 0) d = -d; exit !(d <= t) }'; then
+if [[ $got =~ ^-?[0-9.]+$ ]] && awk -v g="$got" -v w="$want" -v t="$tol" 'BEGIN { d = g - w; if (d < 0) d = -d; exit !(d <= t) }'; then
   echo "compute $name: $got (expected $want +- $tol) ok"
 else
   echo "compute $name: $got (expected $want +- $tol) FAIL"

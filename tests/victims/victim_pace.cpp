@@ -17,14 +17,22 @@
 ///
 /// Prints "START <CLOCK_MONOTONIC ns>" before the first launch and, at the end,
 ///   PACE launches=<n> gpu_busy_ns=<fake_gpu_busy_ns(0)> wall_ns=<start to last sync> share=<x>
-///        records=<cuEventRecord calls the driver received> outside=<y>
-/// where share = gpu_busy_ns / wall_ns and outside is the part of gpu_busy_ns that ran outside
-/// the job's windows (promised_windows(); 0 without a limit). It paces nothing itself and runs
+///        records=<cuEventRecord calls the driver received> outside=<y> stamp_age_ms=<z>
+/// where share = gpu_busy_ns / wall_ns, outside is the part of gpu_busy_ns that ran outside
+/// the job's windows (promised_windows(); 0 without a limit), and stamp_age_ms the longest the
+/// newest activity stamp in $SOFTMIG_SM_BOARD went unrenewed between the first launch and the
+/// end of the launches (what a bursting job on the GPU would see; -1 without a board). It paces
+/// nothing itself and runs
 /// with or without softmig (`--no-softmig-expected` is accepted and ignored). Exits 1 with a FAIL
 /// line if a call fails.
 #include "victim_common.hpp"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <time.h>
+
+#include <algorithm>
 #include <atomic>
 #include <cinttypes>
 #include <cstdint>
@@ -70,6 +78,23 @@ Windows promised_windows() {
   const auto period = static_cast<unsigned long long>(number("SOFTMIG_SM_PERIOD_MS", 50)) * 1000000ULL;
   return {period, period * static_cast<unsigned long long>(limit) / 100,
           period * static_cast<unsigned long long>(number("CUDA_DEVICE_SM_PHASE", 0)) / 100};
+}
+
+/// The newest modification time (CLOCK_REALTIME ns) of a regular file in `dir`, or 0.
+std::int64_t newest_stamp_ns(const char* dir) {
+  DIR* d = ::opendir(dir);
+  if (d == nullptr) {
+    return 0;
+  }
+  std::int64_t newest = 0;
+  while (const dirent* e = ::readdir(d)) {
+    struct stat st{};
+    if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+      newest = std::max<std::int64_t>(newest, st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec);
+    }
+  }
+  ::closedir(d);
+  return newest;
 }
 
 [[noreturn]] void usage() {
@@ -241,6 +266,29 @@ int main(int argc, char** argv) {
     });
   }
 
+  // What a bursting job would see of this one: the age of its newest stamp, every millisecond,
+  // from the first launch (the library stamps from then on) to the end of the launches.
+  std::atomic<std::int64_t> stamp_age_ns{-1};
+  std::thread watcher;
+  if (const char* board = std::getenv("SOFTMIG_SM_BOARD"); board != nullptr && *board != '\0') {
+    watcher = std::thread([&, board] {
+      while (sh.launches.load() == 0 && now_ns() < sh.deadline) {
+        ::usleep(1000);
+      }
+      std::int64_t worst = 0;
+      while (now_ns() < sh.deadline) {
+        timespec rt{};
+        ::clock_gettime(CLOCK_REALTIME, &rt);
+        const std::int64_t newest = newest_stamp_ns(board);
+        if (newest > 0) {
+          worst = std::max<std::int64_t>(worst, rt.tv_sec * 1000000000LL + rt.tv_nsec - newest);
+        }
+        ::usleep(1000);
+      }
+      stamp_age_ns.store(worst);
+    });
+  }
+
   std::vector<std::thread> threads;
   for (int i = 0; i < sh.settings.threads; ++i) {
     threads.emplace_back(worker, std::ref(sh));
@@ -250,6 +298,9 @@ int main(int argc, char** argv) {
   }
   const std::uint64_t wall = now_ns() - start;
   done.store(true);
+  if (watcher.joinable()) {
+    watcher.join();
+  }
   if (reporter.joinable()) {
     reporter.join();
   }
@@ -257,12 +308,14 @@ int main(int argc, char** argv) {
   const unsigned long long busy = fake_gpu_busy_ns(0);
   const Windows w = promised_windows();
   const unsigned long long outside = fake_gpu_busy_outside_ns(0, w.period_ns, w.window_ns, w.offset_ns);
+  const std::int64_t age = stamp_age_ns.load();
   std::printf("PACE launches=%llu gpu_busy_ns=%llu wall_ns=%" PRIu64
-              " share=%.4f records=%llu outside=%.4f\n",
+              " share=%.4f records=%llu outside=%.4f stamp_age_ms=%.1f\n",
               sh.launches.load(), busy, wall,
               wall > 0 ? static_cast<double>(busy) / static_cast<double>(wall) : 0.0,
               fake_call_count("cuEventRecord"),
-              busy > 0 ? static_cast<double>(outside) / static_cast<double>(busy) : 0.0);
+              busy > 0 ? static_cast<double>(outside) / static_cast<double>(busy) : 0.0,
+              age < 0 ? -1.0 : static_cast<double>(age) / 1e6);
   std::fflush(stdout);
 
   if (sh.exec != nullptr) {
