@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Runs hook_cost_bench bare and with libsoftmig.so preloaded (no limit, a 12 GiB limit, and a
-# 99 % compute share: the paced launch path, held back 0.5 ms of every 50 ms), interleaved over
+# 99 % compute share: the paced launch path, held back 1 ms of every 100 ms), interleaved over
 # ROUNDS rounds, and prints the median cost per call and softmig's addition.
 # Usage: bench/run_fake.sh [BUILD_DIR] [ROUNDS]
 set -euo pipefail

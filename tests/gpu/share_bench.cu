@@ -29,7 +29,7 @@
 // before each measurement (default 300); SHARE_QUEUE=<batches>
 // overrides the queue depth;
 // SHARE_DUTY=<percent>: the program pauses itself outside its windows (see Duty), no softmig;
-// SHARE_DUTY_PERIOD_MS: their period (default 50, softmig's default).
+// SHARE_DUTY_PERIOD_MS: their period (default 100, softmig's default).
 // SHARE_GREEN_SMS=<n>: the load runs in a green context of n SMs (see enter_green_context).
 #include <cooperative_groups.h>
 #include <cuda.h>
@@ -164,12 +164,12 @@ struct Timeline {
   }
 };
 
-/// SHARE_DUTY=P: the program pauses itself outside the first P % of every 50 ms (or
+/// SHARE_DUTY=P: the program pauses itself outside the first P % of every 100 ms (or
 /// SHARE_DUTY_PERIOD_MS) of CLOCK_MONOTONIC (the windows softmig gives a job at phase 0), after
 /// finishing its queued work, without softmig. What a host-bound load can do in P % of the time on
 /// this machine: the best any time-division share could deliver to it.
 struct Duty {
-  long long period = 50 * kMs;
+  long long period = 100 * kMs;
   long long open = 0;  // 0: off
 };
 Duty g_duty;

@@ -27,6 +27,8 @@
 /// line if a call fails.
 #include "victim_common.hpp"
 
+#include "core/pacer.hpp"  // kDefaultPeriodNs
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -75,7 +77,8 @@ Windows promised_windows() {
   if (limit <= 0 || limit >= 100) {
     return {};
   }
-  const auto period = static_cast<unsigned long long>(number("SOFTMIG_SM_PERIOD_MS", 50)) * 1000000ULL;
+  const auto period = static_cast<unsigned long long>(
+      number("SOFTMIG_SM_PERIOD_MS", softmig::core::kDefaultPeriodNs / softmig::core::kNsPerMs)) * 1000000ULL;
   return {period, period * static_cast<unsigned long long>(limit) / 100,
           period * static_cast<unsigned long long>(number("CUDA_DEVICE_SM_PHASE", 0)) / 100};
 }
