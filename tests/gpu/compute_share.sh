@@ -116,6 +116,7 @@ TURN_WARM_MS = 100
 SERVE = {"SHARE_SERVE": "1", "SHARE_WARM_MS": str(TURN_WARM_MS)}   # processes that stay up, in turns
 TWO_JOBS_RUNS = max(1, int(os.environ.get("SHARE_TWO_JOBS_RUNS", "3")))
 PERIOD_MS = os.environ.get("SHARE_PERIOD_MS", "")   # softmig's period for every job (default: its own)
+DEFAULT_PERIOD_MS = 100   # softmig's own (core::kDefaultPeriodNs)
 STRIP = ("CUDA_DEVICE_MEMORY_LIMIT", "CUDA_DEVICE_SM_", "SOFTMIG_SM_")
 BASE_ENV = {k: v for k, v in os.environ.items()
             if not k.startswith(STRIP) and k not in ("SLURM_JOB_ID", "LD_PRELOAD", "SOFTMIG_SESSION")}
@@ -829,21 +830,22 @@ def burst_run():
     burst["during"] = rel(b_begin + 0.3e9, min(a_end, b_end))
     burst["b_rel"] = sb["rate"] / bare
     burst["b_begin_after_a_start_s"] = (b_begin - a_start) / 1e9
-    burst["latency_ms"] = None
-    win = 40e6
-    t = b_begin
-    while t <= a_end:
-        if (units_at(points, t) - units_at(points, t - win)) / (win / 1e9) < 0.35 * bare:
-            burst["latency_ms"] = (t - b_begin) / 1e6
-            break
-        t += 1e6
+    # Fall-back: while B wants the GPU, A's work may complete only in A's own windows (phase 0,
+    # 25 % of the period) or just after their end (its last GEMM): the last completion of A's
+    # outside them, after B's first GPU work, is when A last used B's time.
+    period = int(PERIOD_MS or DEFAULT_PERIOD_MS) * 1e6
+    window, slack = 0.25 * period, 3e6
+    outside = [t for (t0, u0), (t, u) in zip(points, points[1:])
+               if t > b_begin and u > u0 and t % period >= window + slack]
+    burst["latency_ms"] = (max(outside) - b_begin) / 1e6 if outside else 0.0
+    burst["yielded"] = not outside or max(outside) < min(a_end, b_end) - period
     burst["timeline"] = [[round((p[0] - a_start) / 1e6, 3), p[1]] for p in points]
     burst["b_begin_ms"] = (b_begin - a_start) / 1e6
     burst["b_end_ms"] = (b_end - a_start) / 1e6
-    progress("burst timeline: before %s, during %s, fallback %s ms, B %.3f" %
+    burst["a_start_ns"] = a_start   # CLOCK_MONOTONIC: the timeline's place in the windows
+    progress("burst timeline: before %s, during %s, fallback %s, B %.3f" %
              tuple(["%.3f" % burst[k] if burst[k] is not None else "-" for k in ("before", "during")] +
-                   ["%.0f" % burst["latency_ms"] if burst["latency_ms"] is not None else "never",
-                    burst["b_rel"]]))
+                   ["%.0f ms" % burst["latency_ms"] if burst["yielded"] else "never", burst["b_rel"]]))
 
 
 # ---- f. green contexts: the spatial slice, for comparison -------------------------------------
@@ -1125,7 +1127,8 @@ ok_during = during is not None and abs(during - 0.25) <= 0.05
 md.append("")
 md.append("Burst (matmul; relative to one bare process). Timeline run: job A (25 %, burst, phase 0) runs 4 s; "
           "job B (50 %, strict, phase 50) starts 2 s later. Fallback latency: from B's first GPU work until "
-          "A's rate over the last 40 ms first drops below 0.35 of the bare rate.")
+          "A's last GEMM that ended outside A's own windows (more than 3 ms past their end); \"never\" if A "
+          "still used B's time in the last period that both ran.")
 md.append("")
 md.append("| case | value | target |")
 md.append("|---|---|---|")
@@ -1133,7 +1136,7 @@ md.append("| A alone, 25 %% burst | %s | >= 0.95:%s |" % (f3(alone), mark(ok_alo
 md.append("| A before B starts | %s | >= 0.95:%s |" % (f3(before), mark(ok_before)))
 md.append("| A while B runs | %s | 0.25 ± 0.05:%s |" % (f3(during), mark(ok_during)))
 md.append("| B (50 %%, strict) while A runs | %s | reported |" % f3(burst.get("b_rel")))
-lat_text = "-" if "timeline" not in burst else "never" if lat is None else "%.0f ms" % lat
+lat_text = "-" if "timeline" not in burst else "%.0f ms" % lat if burst.get("yielded") else "never"
 md.append("| fallback latency | %s | reported |" % lat_text)
 results.append({"name": "compute share burst", "ok": ok_alone and ok_before and ok_during,
                 "detail": "alone %s, before %s, during %s (target 0.25 ± 0.05), B %s, fallback %s" %
