@@ -688,14 +688,24 @@ def served_together(tag, load, members, groups=None):
 
 def two_jobs_served(load, r):
     """A host-bound load's two jobs, in turns (served_together); each job's rate relative to the
-    mean of the series' bare turns."""
-    rates, base, _ = served_together("two jobs %s" % load, load, [("A", load, two_jobs_over("jobA", 0)),
-                                                                   ("B", load, two_jobs_over("jobB", 50))])
+    mean of the series' bare turns. The same two loads pausing themselves outside the same windows
+    (SHARE_DUTY, no softmig) take turns of their own: what any time-division share gives them."""
+    def paused(phase):
+        return {"_bare": "1", "SHARE_DUTY": "50", "SHARE_DUTY_PHASE": str(phase), "SOFTMIG_SESSION": session("pause")}
+
+    rates, base, _ = served_together("two jobs %s" % load, load,
+                                     [("A", load, two_jobs_over("jobA", 0)), ("B", load, two_jobs_over("jobB", 50)),
+                                      ("A paused", load, dict(paused(0), _slot="0")),
+                                      ("B paused", load, dict(paused(50), _slot="1"))],
+                                     groups=[("A", "B"), ("A paused", "B paused")])
     if base and rates["A"]:
         r["rel"] = [statistics.mean(rates[j]) / statistics.mean(base) for j in ("A", "B")]
         r["turns"] = dict(rates, bare=base)
         progress("two jobs %s: job A %.3f, job B %.3f of one bare process, over %d turns" %
                  (load, r["rel"][0], r["rel"][1], len(rates["A"])))
+    if base and rates["A paused"]:
+        r["paused"] = [statistics.mean(rates[j]) / statistics.mean(base) for j in ("A paused", "B paused")]
+        progress("two jobs %s pausing themselves: A %.3f, B %.3f of one bare process" % (load, *r["paused"]))
 
 
 # ---- c2. a job on a busy card: the rest of the GPU's time taken by a matmul job ----------
@@ -1083,7 +1093,12 @@ for load in ("matmul", "launch"):
     if rel:
         md.append("| %s | %.3f | %.3f | %.3f | 0.50 ± %.2f each:%s | %s |" %
                   (load, rel[0], rel[1], sum(rel), tol, mark(ok), runs))
+        if r.get("paused"):
+            p = r["paused"]
+            md.append("| %s, each pausing itself | %.3f | %.3f | %.3f | | same turns |" % (load, p[0], p[1], sum(p)))
         detail = "job A %.3f, job B %.3f of one bare process (target 0.50 ± %.2f; runs %s)" % (rel[0], rel[1], tol, runs)
+        if r.get("paused"):
+            detail += "; pausing themselves %.3f + %.3f" % tuple(r["paused"])
     else:
         md.append("| %s | - | - | - | 0.50 ± %.2f each:%s | - |" % (load, tol, mark(False)))
         detail = "no result"

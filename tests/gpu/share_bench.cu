@@ -30,7 +30,8 @@
 // before each measurement (default 300); SHARE_QUEUE=<batches>
 // overrides the queue depth;
 // SHARE_DUTY=<percent>: the program pauses itself outside its windows (see Duty), no softmig;
-// SHARE_DUTY_PERIOD_MS: their period (default 100, softmig's default).
+// SHARE_DUTY_PERIOD_MS: their period (default 100, softmig's default); SHARE_DUTY_PHASE=<percent>:
+// where in the period the window opens (default 0, as CUDA_DEVICE_SM_PHASE).
 // SHARE_GREEN_SMS=<n>: the load runs in a green context of n SMs (see enter_green_context).
 #include <cooperative_groups.h>
 #include <cuda.h>
@@ -166,21 +167,24 @@ struct Timeline {
 };
 
 /// SHARE_DUTY=P: the program pauses itself outside the first P % of every 100 ms (or
-/// SHARE_DUTY_PERIOD_MS) of CLOCK_MONOTONIC (the windows softmig gives a job at phase 0), after
+/// SHARE_DUTY_PERIOD_MS) of CLOCK_MONOTONIC, shifted by SHARE_DUTY_PHASE % of the period (the
+/// windows softmig gives a job at that phase), after
 /// finishing its queued work, without softmig. What a host-bound load can do in P % of the time on
 /// this machine: the best any time-division share could deliver to it.
 struct Duty {
   long long period = 100 * kMs;
   long long open = 0;  // 0: off
+  long long offset = 0;
 };
 Duty g_duty;
 
 void duty_wait(cudaStream_t s) {
   if (g_duty.open == 0) return;
   long long t = now_ns();
-  if (t % g_duty.period < g_duty.open) return;
+  const long long in_period = (t - g_duty.offset) % g_duty.period;
+  if (in_period < g_duty.open) return;
   CK(cudaStreamSynchronize(s));
-  const long long until = (t / g_duty.period + 1) * g_duty.period;
+  const long long until = t - in_period + g_duty.period;
   const long long spin = 200 * 1000;  // as softmig: sleep to just before the window, then yield
   while ((t = now_ns()) < until) {
     if (until - t > spin) {
@@ -409,6 +413,9 @@ int main(int argc, char** argv) {
       g_duty.period = std::atoi(p) * kMs;
     }
     g_duty.open = g_duty.period * std::atoi(d) / 100;
+    if (const char* ph = std::getenv("SHARE_DUTY_PHASE"); ph != nullptr && std::atoi(ph) > 0 && std::atoi(ph) < 100) {
+      g_duty.offset = g_duty.period * std::atoi(ph) / 100;
+    }
     // Pauses are taken between batches: batches much shorter than a window.
     if (name == "launch") {
       load.per_event = 64;
