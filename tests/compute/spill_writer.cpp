@@ -5,10 +5,10 @@
 ///
 /// Waits (up to 10 s) for the job's ledger LEDGER to be initialised and to have an entry for
 /// UUID, then for SECONDS keeps that entry's spill record (spill_until_ns) at SPILL_US past the
-/// end of the job's latest window (PERCENT of every default period, phase 0), raising it as a process of
-/// the job does. --edited-first: first writes a record an hour ahead, as a hand edit could (the
-/// record then stays there until a process of the job resets it). Exits 1 if the ledger never
-/// shows up.
+/// end of the job's latest window (PERCENT of every default period, phase 0), raising it as a
+/// process of the job does. --edited-first: first writes a record an hour ahead, as a hand edit
+/// could (the record then stays there until a process of the job resets it). Exits 1 if the
+/// ledger never shows up.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>

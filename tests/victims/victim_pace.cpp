@@ -22,9 +22,8 @@
 /// the job's windows (promised_windows(); 0 without a limit), and stamp_age_ms the longest the
 /// newest activity stamp in $SOFTMIG_SM_BOARD went unrenewed between the first launch and the
 /// end of the launches (what a bursting job on the GPU would see; -1 without a board). It paces
-/// nothing itself and runs
-/// with or without softmig (`--no-softmig-expected` is accepted and ignored). Exits 1 with a FAIL
-/// line if a call fails.
+/// nothing itself and runs with or without softmig (`--no-softmig-expected` is accepted and
+/// ignored). Exits 1 with a FAIL line if a call fails.
 #include "victim_common.hpp"
 
 #include "core/pacer.hpp"  // kDefaultPeriodNs
