@@ -168,9 +168,9 @@ struct Timeline {
 
 /// SHARE_DUTY=P: the program pauses itself outside the first P % of every 100 ms (or
 /// SHARE_DUTY_PERIOD_MS) of CLOCK_MONOTONIC, shifted by SHARE_DUTY_PHASE % of the period (the
-/// windows softmig gives a job at that phase), after
-/// finishing its queued work, without softmig. What a host-bound load can do in P % of the time on
-/// this machine: the best any time-division share could deliver to it.
+/// windows softmig gives a job at that phase), after finishing its queued work, without softmig.
+/// What a host-bound load can do in P % of the time on this machine: the best any time-division
+/// share could deliver to it.
 struct Duty {
   long long period = 100 * kMs;
   long long open = 0;  // 0: off

@@ -23,7 +23,7 @@ T_IMPORTED = time.monotonic()
 T_SETUP = [T_IMPORTED]
 
 
-def duty_wait(open_ns, period_ns=50_000_000, spin_ns=200_000):
+def duty_wait(open_ns, period_ns, spin_ns=200_000):
     """Outside the window: finish queued work, then sleep to just before the next window."""
     t = time.monotonic_ns()
     if t % period_ns < open_ns:
