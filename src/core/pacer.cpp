@@ -54,10 +54,27 @@ void WindowPacer::drained(std::int64_t window, std::int64_t stopped_at, std::int
   // adding their wait, made it close far too early: tests/compute.)
   if (stopped_at <= end + kMaxBacklogNs && window != learn_window_) {
     learn_window_ = window;
-    const std::int64_t sample = std::max<std::int64_t>(idle_at - stopped_at, 0);
-    drain_est_ = std::min((3 * drain_est_ + sample) / 4, s_.window_ns());
+    learn_drain(std::max<std::int64_t>(idle_at - stopped_at, 0));
   }
   charge_spill(window, idle_at - end, now);
+}
+
+void WindowPacer::learn_drain(std::int64_t sample) noexcept {
+  drains_[drain_count_++ % kDrainSamples] = sample;
+  const unsigned n = std::min(drain_count_, kDrainSamples);
+  std::int64_t sum = 0;
+  std::int64_t least = INT64_MAX;
+  std::int64_t most = 0;
+  for (unsigned i = 0; i < n; ++i) {
+    sum += drains_[i];
+    least = std::min(least, drains_[i]);
+    most = std::max(most, drains_[i]);
+  }
+  // Without the longest and the shortest; of the first two, the shorter (a first drain slowed
+  // by something else must not close the next windows far too early; a short one only makes
+  // the work spill, which is charged).
+  const std::int64_t est = n >= 3 ? (sum - least - most) / static_cast<std::int64_t>(n - 2) : least;
+  drain_est_ = std::min(est, s_.window_ns());
 }
 
 void WindowPacer::job_spill(std::int64_t idle_at, std::int64_t now) noexcept {

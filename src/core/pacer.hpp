@@ -10,7 +10,9 @@
 ///
 /// Two controllers keep the job's GPU time inside its window:
 ///  - WindowPacer (one per process and GPU) admits launches while the window is open, closes
-///    it early by the time the job's queued work has been taking to finish (learned), and
+///    it early by the time the job's queued work has been taking to finish (learned from the
+///    last drains without the longest and the shortest, so that one drain slowed by something
+///    else, such as another job's turns on the GPU where the windows meet, does not move it), and
 ///    charges any spill past the window end to the next windows (debt), so the share holds
 ///    on average whatever the kernels' length.
 ///  - StreamPace (one per thread and stream) bounds how far the host may run ahead of the
@@ -71,6 +73,8 @@ class WindowPacer {
   /// `idle_at`: learns how early to stop, and charges time past the window end as debt.
   void drained(std::int64_t window, std::int64_t stopped_at, std::int64_t idle_at,
                std::int64_t now) noexcept;
+  /// Drains the close is learned from: their mean without the longest and the shortest.
+  static constexpr unsigned kDrainSamples = 5;
 
   /// Another process of the job saw the job's work run until `idle_at`, past the end of the
   /// window before it: that window's spill is charged here too (once, the longest report), so
@@ -102,6 +106,9 @@ class WindowPacer {
   std::int64_t spill_window_ = -1;
   std::int64_t spill_max_ = 0;
   std::int64_t learn_window_ = -1;  ///< the window the drain estimate last learned from
+  std::int64_t drains_[kDrainSamples] = {};  ///< the last drains learned from (a ring)
+  unsigned drain_count_ = 0;                 ///< drains learned from so far
+  void learn_drain(std::int64_t sample) noexcept;
 };
 
 /// Bounds the work a thread has queued on one stream, from completion markers.

@@ -273,6 +273,33 @@ TEST(WindowPacer, LearnsToCloseEarlyFromAThreadRefusedJustAfterTheEnd) {
   EXPECT_EQ(p.drain_estimate(), before);
 }
 
+TEST(WindowPacer, OneSlowDrainDoesNotMoveTheClose) {
+  // Where two jobs' windows meet, the GPU now and then gives the next job's first kernels turns
+  // while this job's queued work drains (a drain measured 5.7 ms where its work took 2 ms, and a
+  // job's first drain 74 ms, on the H100). Learned as it was, such a drain closed the next
+  // windows far too early, for many windows.
+  const ShareSchedule s{100 * kMs, 25, 0};
+  const auto drain = [&](WindowPacer& p, std::int64_t k, std::int64_t took) {
+    const std::int64_t stopped = s.end(k) - 2 * kMs;
+    p.drained(k, stopped, stopped + took, stopped + took);
+  };
+  WindowPacer steady(s);
+  for (std::int64_t k = 0; k < 6; ++k) drain(steady, k, 2 * kMs);
+  EXPECT_EQ(steady.drain_estimate(), 2 * kMs);
+  drain(steady, 6, 50 * kMs);
+  EXPECT_EQ(steady.drain_estimate(), 2 * kMs);
+  // Its spill is still charged in full: the work did run past the end.
+  EXPECT_EQ(steady.debt(), 48 * kMs);
+  // A job's first drain was the slow one: the second sets the close.
+  WindowPacer first(s);
+  drain(first, 0, 74 * kMs);
+  drain(first, 1, 2 * kMs);
+  EXPECT_EQ(first.drain_estimate(), 2 * kMs);
+  // A drain time that lasts is learned within a few windows.
+  for (std::int64_t k = 2; k < 5; ++k) drain(first, k, 4 * kMs);
+  EXPECT_EQ(first.drain_estimate(), 4 * kMs);
+}
+
 TEST(WindowPacer, AWindowAlwaysAdmitsItsFirstLaunch) {
   WindowPacer p(ShareSchedule{50 * kMs, 10, 0});
   // Kernels far longer than the 5 ms window teach it to close at once...
