@@ -297,4 +297,13 @@ bool Ledger::read_is_member(std::uint64_t pid) const noexcept {
   return false;
 }
 
+unsigned read_holders(const LedgerRegion& r, unsigned dev) noexcept {
+  if (dev >= kMaxDevices) return 0;
+  unsigned n = 0;
+  for (const LedgerSlot& s : r.slots) {
+    if (load_u64(s.pid) != 0 && (load_u64(s.alloc[dev]) != 0 || load_u64(s.overhead[dev]) != 0)) ++n;
+  }
+  return n;
+}
+
 }  // namespace softmig::core

@@ -218,6 +218,10 @@ class Ledger {
   const Liveness& live_;
 };
 
+/// Claimed slots holding bytes on `dev`: the job's processes that use that GPU, as far as the
+/// ledger knows (lock-free; momentarily stale).
+[[nodiscard]] unsigned read_holders(const LedgerRegion& r, unsigned dev) noexcept;
+
 /// Atomic access to plain 64-bit fields of the shared region.
 inline std::uint64_t load_u64(const std::uint64_t& v) noexcept { return __atomic_load_n(&v, __ATOMIC_ACQUIRE); }
 inline void store_u64(std::uint64_t& v, std::uint64_t x) noexcept { __atomic_store_n(&v, x, __ATOMIC_RELEASE); }

@@ -44,9 +44,10 @@ WindowPacer::Decision WindowPacer::admit(std::int64_t now) noexcept {
   return {Verdict::kWait, s_.start(k_ + 1), k_};
 }
 
-void WindowPacer::drained(std::int64_t window, std::int64_t stopped_at, std::int64_t idle_at,
-                          std::int64_t now) noexcept {
+std::int64_t WindowPacer::drained(std::int64_t window, std::int64_t stopped_at, std::int64_t idle_at,
+                                  std::int64_t now, std::int64_t alone_ns) noexcept {
   const std::int64_t end = s_.end(window);
+  if (alone_ns != kUnbounded && idle_at - stopped_at > alone_ns) idle_at = stopped_at + alone_ns;
   // How long queued work ran on after launches stopped: close that much earlier next time. One
   // sample per window, from the first thread to report that was stopped by the close or while
   // its launches were running into the end. (Threads refused long after the end were busy
@@ -57,6 +58,7 @@ void WindowPacer::drained(std::int64_t window, std::int64_t stopped_at, std::int
     learn_drain(std::max<std::int64_t>(idle_at - stopped_at, 0));
   }
   charge_spill(window, idle_at - end, now);
+  return idle_at;
 }
 
 void WindowPacer::learn_drain(std::int64_t sample) noexcept {

@@ -63,6 +63,8 @@ class WindowPacer {
     std::int64_t window; ///< the window the decision is about
   };
 
+  static constexpr std::int64_t kUnbounded = INT64_MAX;
+
   explicit WindowPacer(const ShareSchedule& s) noexcept : s_(s) {}
 
   /// Decides whether a launch at `now` may go ahead. A window always admits its first
@@ -71,8 +73,14 @@ class WindowPacer {
 
   /// Reports that work submitted in `window` (stopped at `stopped_at`) was all finished by
   /// `idle_at`: learns how early to stop, and charges time past the window end as debt.
-  void drained(std::int64_t window, std::int64_t stopped_at, std::int64_t idle_at,
-               std::int64_t now) noexcept;
+  /// `alone_ns`: the longest the work queued at the stop could have run on, had it had the GPU
+  /// to itself, when another job's work took turns with it meanwhile (the drain's wall time then
+  /// holds that job's turns, which are that job's GPU time, charged to it); kUnbounded when that
+  /// is not known, or when other work of this job (another thread's or process's) may have
+  /// taken turns with it too.
+  /// Returns the time the work was charged until.
+  std::int64_t drained(std::int64_t window, std::int64_t stopped_at, std::int64_t idle_at, std::int64_t now,
+                       std::int64_t alone_ns = kUnbounded) noexcept;
   /// Drains the close is learned from: their mean without the longest and the shortest.
   static constexpr unsigned kDrainSamples = 5;
 

@@ -46,6 +46,8 @@ constexpr std::int64_t kStampEveryNs = 5 * kMs;     ///< activity stamps while t
 constexpr std::int64_t kScanEveryNs = 5 * kMs;      ///< burst mode: how often others are looked for
 constexpr std::int64_t kFreshNs = 30 * kMs;         ///< a stamp this recent means "active"
 constexpr std::int64_t kGiveUpNs = 1000 * kMs;      ///< never wait longer for queued work
+/// A drain is seen ending up to this long after its work (the polls' sleeps, the markers' own time).
+constexpr std::int64_t kDrainSlackNs = 200'000;
 constexpr std::uint64_t kFutureSlackNs = kMs;       ///< a job spill record this far ahead was edited
 constexpr std::int64_t kBurstWindow = -2;           ///< launches made while bursting
 constexpr unsigned kStreams = 8;                    ///< streams tracked per thread
@@ -76,6 +78,9 @@ struct alignas(64) PaceDevice {
   std::atomic<std::int64_t> next_scan{0};
   std::atomic<bool> contended{true};
   GpuState* gpu_state = nullptr;  ///< where held-back time is recorded (nullptr: nowhere)
+  pthread_t drainer{};            ///< the thread that last reported a drain (with `mu`)
+  bool drainer_known = false;
+  bool several_drainers = false;  ///< more than one thread has reported drains here
 
   /// The pacer's decision for a launch at `now` (its lock held, the fast-path bounds updated).
   WindowPacer::Decision admit(std::int64_t now) noexcept {
@@ -87,10 +92,21 @@ struct alignas(64) PaceDevice {
   }
 
   /// Reports a drained window to the pacer (see WindowPacer::drained) and, if its work ran past
-  /// the window's end, to the job's other processes; returns that window's end.
-  std::int64_t drained(std::int64_t w, std::int64_t stopped_at, std::int64_t idle_at, std::int64_t now) noexcept {
+  /// the window's end, to the job's other processes. `alone_ns` counts only while one thread of
+  /// the process has ever drained here (a thread's queued work says nothing of another's).
+  /// Returns that window's end and the time its work was charged until.
+  struct Drained {
+    std::int64_t end;
+    std::int64_t idle_at;
+  };
+  Drained drained(std::int64_t w, std::int64_t stopped_at, std::int64_t idle_at, std::int64_t now,
+                  std::int64_t alone_ns = WindowPacer::kUnbounded) noexcept {
+    const pthread_t self = pthread_self();
     pthread_mutex_lock(&mu);
-    pacer.drained(w, stopped_at, idle_at, now);
+    if (drainer_known && pthread_equal(drainer, self) == 0) several_drainers = true;
+    drainer = self;
+    drainer_known = true;
+    idle_at = pacer.drained(w, stopped_at, idle_at, now, several_drainers ? WindowPacer::kUnbounded : alone_ns);
     publish();
     const std::int64_t end = pacer.schedule().end(w);
     if (job_spill != nullptr && idle_at > end) {
@@ -98,7 +114,7 @@ struct alignas(64) PaceDevice {
       if (idle_at > job_spill_seen.load(std::memory_order_relaxed)) job_spill_seen.store(idle_at, std::memory_order_relaxed);
     }
     pthread_mutex_unlock(&mu);
-    return end;
+    return {end, idle_at};
   }
 
   /// Charges a spill another process of the job reported (WindowPacer::job_spill). One relaxed
@@ -388,6 +404,29 @@ bool polled_busy(ThreadPace& tp, int ordinal, std::int64_t now) noexcept {
   return busy;
 }
 
+/// GPU time of the thread's work queued on GPU `ordinal` had it the GPU to itself, from each
+/// stream's learned cost per launch; kUnbounded if a stream with work queued has not learned it.
+std::int64_t queued_work(const ThreadPace& tp, int ordinal) noexcept {
+  std::int64_t sum = 0;
+  for (const StreamEntry& e : tp.entries) {
+    if (!e.used || e.ordinal != ordinal || e.pace.idle()) continue;
+    if (e.pace.cost_per_launch() == 0) return WindowPacer::kUnbounded;
+    sum += e.pace.backlog_ns();
+  }
+  return sum;
+}
+
+/// For a drain that took longer than the thread's queued work alone (`queued_ns`, at the stop)
+/// would have: that work's length if another job wanted the GPU meanwhile and nothing else of
+/// this job can have slowed it (the job's only process on the GPU; PaceDevice::drained checks
+/// for other threads), else kUnbounded (the wall time is charged).
+std::int64_t alone_bound(PaceDevice& d, std::int64_t queued_ns, std::int64_t took_ns) noexcept {
+  if (queued_ns == WindowPacer::kUnbounded || took_ns <= queued_ns + kDrainSlackNs) return WindowPacer::kUnbounded;
+  if (d.gpu_state == nullptr || job_processes_on(*d.gpu_state) > 1) return WindowPacer::kUnbounded;
+  if (!d.board.usable() || !d.board.others_active(kFreshNs)) return WindowPacer::kUnbounded;
+  return queued_ns + kDrainSlackNs;
+}
+
 /// Waits (bounded) until everything this thread queued on the GPU has finished; reports it.
 void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUstream stream,
            std::int64_t now) noexcept {
@@ -403,6 +442,7 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
     running = now_ns() - start > kPollNs;
   }
   running = polled_busy(tp, ordinal, now) || running;
+  const std::int64_t queued_ns = queued_work(tp, ordinal);
   // The last launches, which no marker follows yet, get one now.
   if (current != nullptr && current->pace.unmarked()) mark(*current, stream, now);
   for (;;) {
@@ -435,11 +475,12 @@ void drain(ThreadPace& tp, PaceDevice& d, int ordinal, StreamEntry* current, CUs
   // says ran on, plus the time the drain's own marker took (an event behind no work takes
   // ~10-30 us, at times far more; what it waited behind ran now), never the time away.
   const std::int64_t idle_at = running ? now : std::min(now, tp.estimated_idle(ordinal, now) + (now - start));
-  const std::int64_t end = d.drained(window, start, idle_at, now);
+  const auto [end, charged] = d.drained(window, start, idle_at, now, alone_bound(d, queued_ns, idle_at - start));
   platform::log_debug("pace: window %lld drained in %lld us (stopped %lld us before its end, idle %lld us "
-                      "after), cost/launch %lld ns, %u launches held %lld us for queued work",
+                      "after, charged %lld us), cost/launch %lld ns, %u launches held %lld us for queued work",
                       static_cast<long long>(window), static_cast<long long>((now - start) / 1000),
                       static_cast<long long>((end - start) / 1000), static_cast<long long>((idle_at - end) / 1000),
+                      static_cast<long long>((charged - end) / 1000),
                       static_cast<long long>(current != nullptr ? current->pace.cost_per_launch() : -1),
                       tp.backlog_waits, static_cast<long long>(tp.backlog_wait_ns / 1000));
   tp.backlog_waits = 0;
@@ -453,7 +494,7 @@ void settle_undrained(ThreadPace& tp, PaceDevice& d, int ordinal, std::int64_t n
   const std::int64_t window = tp.take_window(ordinal);
   if (window < 0) return;
   const std::int64_t idle = tp.estimated_idle(ordinal, now);
-  const std::int64_t end = d.drained(window, /*stopped_at=*/INT64_MAX, idle, now);  // no drain sample
+  const std::int64_t end = d.drained(window, /*stopped_at=*/INT64_MAX, idle, now).end;  // no drain sample
   platform::log_debug("pace: window %lld left undrained; charged %lld us past its end", static_cast<long long>(window),
                       static_cast<long long>((idle - end) / 1000));
 }

@@ -654,6 +654,12 @@ void note_held(const GpuState& gs, std::uint64_t ns) noexcept {
   if (core::LedgerRegion* r = joined_region(); r != nullptr) core::add_u64(r->devices[gs.ledger_dev].held_ns, ns);
 }
 
+unsigned job_processes_on(const GpuState& gs) noexcept {
+  const core::LedgerRegion* r = joined_region();
+  if (r == nullptr || gs.ledger_dev >= core::kMaxDevices) return UINT32_MAX;
+  return core::read_holders(*r, gs.ledger_dev);
+}
+
 std::uint64_t* job_spill_record(const GpuState& gs) noexcept {
   if (gs.ledger_dev >= core::kMaxDevices) return nullptr;
   core::LedgerRegion* r = joined_region();

@@ -95,6 +95,10 @@ std::uint64_t job_used_by_uuid(const char* uuid) noexcept;
 /// `softmig status`). Lock-free; nothing happens without a ledger.
 void note_held(const GpuState& g, std::uint64_t ns) noexcept;
 
+/// The job's processes using `g` (core::read_holders), or UINT32_MAX when this process has not
+/// joined the job's ledger (not known).
+unsigned job_processes_on(const GpuState& g) noexcept;
+
 /// The job's shared record of its compute-share spills on `g` (core::LedgerDevice::
 /// spill_until_ns), or nullptr when this process has not joined the job's ledger.
 std::uint64_t* job_spill_record(const GpuState& g) noexcept;

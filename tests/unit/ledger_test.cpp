@@ -273,6 +273,23 @@ TEST_F(LedgerTest, ClaimReusesOwnSlot) {
   EXPECT_EQ(ledger_.read_used(0), MiB);
 }
 
+TEST_F(LedgerTest, HoldersAreTheProcessesUsingAGpu) {
+  // The compute share asks whether a process is its job's only one on a GPU.
+  EXPECT_EQ(read_holders(*region_, 0), 0U);
+  const unsigned a = claim(100);
+  const unsigned b = claim(200);
+  claim(300);  // a member that uses no GPU
+  ledger_.set_overhead(a, 0, MiB);  // a context, nothing allocated yet
+  EXPECT_EQ(read_holders(*region_, 0), 1U);
+  ASSERT_TRUE(ledger_.reserve(b, 0, MiB, std::nullopt).granted);
+  ASSERT_TRUE(ledger_.reserve(b, 2, MiB, std::nullopt).granted);
+  EXPECT_EQ(read_holders(*region_, 0), 2U);
+  EXPECT_EQ(read_holders(*region_, 2), 1U);
+  ledger_.release_slot(b);
+  EXPECT_EQ(read_holders(*region_, 0), 1U);
+  EXPECT_EQ(read_holders(*region_, kMaxDevices), 0U);
+}
+
 TEST_F(LedgerTest, DistinctProcessesGetDistinctSlots) {
   std::set<unsigned> slots;
   for (std::uint64_t pid = 1; pid <= 50; ++pid) {
