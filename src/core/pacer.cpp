@@ -47,6 +47,7 @@ WindowPacer::Decision WindowPacer::admit(std::int64_t now) noexcept {
 std::int64_t WindowPacer::drained(std::int64_t window, std::int64_t stopped_at, std::int64_t idle_at,
                                   std::int64_t now, std::int64_t alone_ns) noexcept {
   const std::int64_t end = s_.end(window);
+  // The other job's turns in a drain are its own GPU time: neither learned nor charged here.
   if (alone_ns != kUnbounded && idle_at - stopped_at > alone_ns) idle_at = stopped_at + alone_ns;
   // How long queued work ran on after launches stopped: close that much earlier next time. One
   // sample per window, from the first thread to report that was stopped by the close or while
