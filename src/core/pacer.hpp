@@ -81,6 +81,14 @@ class WindowPacer {
   /// Returns the time the work was charged until.
   std::int64_t drained(std::int64_t window, std::int64_t stopped_at, std::int64_t idle_at, std::int64_t now,
                        std::int64_t alone_ns = kUnbounded) noexcept;
+  /// How long is seen of a drain beyond its work (the polls' sleeps, the markers' own time).
+  static constexpr std::int64_t kDrainSlackNs = 200'000;
+  /// `alone_ns` for drained() from the GPU time of the work queued at the stop, alone
+  /// (kUnbounded: not known), and how long the drain took: kUnbounded unless the drain took
+  /// longer than that work could have. The caller passes it only where another job took turns.
+  [[nodiscard]] static constexpr std::int64_t drain_bound(std::int64_t queued_ns, std::int64_t took_ns) noexcept {
+    return queued_ns != kUnbounded && took_ns > queued_ns + kDrainSlackNs ? queued_ns + kDrainSlackNs : kUnbounded;
+  }
   /// Drains the close is learned from: their mean without the longest and the shortest.
   static constexpr unsigned kDrainSamples = 5;
 

@@ -46,8 +46,6 @@ constexpr std::int64_t kStampEveryNs = 5 * kMs;     ///< activity stamps while t
 constexpr std::int64_t kScanEveryNs = 5 * kMs;      ///< burst mode: how often others are looked for
 constexpr std::int64_t kFreshNs = 30 * kMs;         ///< a stamp this recent means "active"
 constexpr std::int64_t kGiveUpNs = 1000 * kMs;      ///< never wait longer for queued work
-/// A drain is seen ending up to this long after its work (the polls' sleeps, the markers' own time).
-constexpr std::int64_t kDrainSlackNs = 200'000;
 constexpr std::uint64_t kFutureSlackNs = kMs;       ///< a job spill record this far ahead was edited
 constexpr std::int64_t kBurstWindow = -2;           ///< launches made while bursting
 constexpr unsigned kStreams = 8;                    ///< streams tracked per thread
@@ -421,10 +419,11 @@ std::int64_t queued_work(const ThreadPace& tp, int ordinal) noexcept {
 /// this job can have slowed it (the job's only process on the GPU; PaceDevice::drained checks
 /// for other threads), else kUnbounded (the wall time is charged).
 std::int64_t alone_bound(PaceDevice& d, std::int64_t queued_ns, std::int64_t took_ns) noexcept {
-  if (queued_ns == WindowPacer::kUnbounded || took_ns <= queued_ns + kDrainSlackNs) return WindowPacer::kUnbounded;
+  const std::int64_t bound = WindowPacer::drain_bound(queued_ns, took_ns);
+  if (bound == WindowPacer::kUnbounded) return bound;
   if (d.gpu_state == nullptr || job_processes_on(*d.gpu_state) > 1) return WindowPacer::kUnbounded;
   if (!d.board.usable() || !d.board.others_active(kFreshNs)) return WindowPacer::kUnbounded;
-  return queued_ns + kDrainSlackNs;
+  return bound;
 }
 
 /// Waits (bounded) until everything this thread queued on the GPU has finished; reports it.

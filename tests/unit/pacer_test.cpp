@@ -18,7 +18,6 @@ namespace {
 
 constexpr std::int64_t kUs = 1000;
 constexpr std::int64_t kMs = 1000 * kUs;
-constexpr std::int64_t kDrainSlack = 200 * kUs;  ///< as the library's (hooks/pace.cpp)
 
 struct JobSpec {
   unsigned percent = 100;  ///< 100: not paced at all (the bare reference)
@@ -46,7 +45,7 @@ struct Job {
   std::int64_t host_free_at = 0;
   bool draining = false;
   std::int64_t stop_at = 0;
-  std::int64_t stop_queued_ns = 0;  ///< its queued work's GPU time alone at the stop (0: unknown)
+  std::int64_t stop_queued_ns = 0;  ///< its queued work's GPU time alone at the stop (or kUnbounded)
   bool others_active = false;       ///< another job is there (its activity stamp is fresh)
   bool sole = false;                ///< the job's ledger lists no other process of it
   std::int64_t resume_at = 0;
@@ -96,10 +95,8 @@ struct Job {
       }
       // As the library does: a drain longer than its queued work alone, while another job is
       // there, is charged that work only, if the ledger says this is the job's only process.
-      std::int64_t alone = WindowPacer::kUnbounded;
-      if (sole && others_active && stop_queued_ns > 0 && t - stop_at > stop_queued_ns + kDrainSlack) {
-        alone = stop_queued_ns + kDrainSlack;
-      }
+      const std::int64_t alone =
+          sole && others_active ? WindowPacer::drain_bound(stop_queued_ns, t - stop_at) : WindowPacer::kUnbounded;
       pacer.drained(last_window, stop_at, t, t, alone);
       if (job_spill != nullptr && t > pacer.schedule().end(last_window)) {
         *job_spill = std::max(*job_spill, t);
@@ -120,7 +117,7 @@ struct Job {
           if (stream.unmarked()) mark(t);
           draining = true;
           stop_at = t;
-          stop_queued_ns = stream.cost_per_launch() > 0 ? stream.backlog_ns() : 0;
+          stop_queued_ns = stream.cost_per_launch() > 0 ? stream.backlog_ns() : WindowPacer::kUnbounded;
           resume_at = d.until;
         } else {
           host_free_at = d.until;
@@ -330,7 +327,10 @@ TEST(WindowPacer, AnotherJobsTurnsInADrainAreNotCharged) {
   EXPECT_EQ(wall.debt(), 3500 * kUs);
   // What its queued work takes alone is charged: the other job's turns are that job's time.
   WindowPacer shared(s);
-  const std::int64_t alone = 3200 * kUs;
+  const std::int64_t alone = WindowPacer::drain_bound(3 * kMs, 5500 * kUs);  // the GEMMs, plus the slack
+  EXPECT_EQ(alone, 3200 * kUs);
+  EXPECT_EQ(WindowPacer::drain_bound(3 * kMs, 3100 * kUs), WindowPacer::kUnbounded);  // within the slack
+  EXPECT_EQ(WindowPacer::drain_bound(WindowPacer::kUnbounded, 5500 * kUs), WindowPacer::kUnbounded);
   EXPECT_EQ(shared.drained(0, stopped, stopped + 5500 * kUs, stopped + 5500 * kUs, alone), stopped + alone);
   EXPECT_EQ(shared.debt(), 1200 * kUs);
   EXPECT_EQ(shared.drain_estimate(), alone);
