@@ -128,16 +128,21 @@ bool StreamPace::want_marker(std::int64_t now) const noexcept {
   // GPU must not queue more than a few launches before the first measurement.
   if (cost_ns_ == 0) return true;
   if (now - last_mark_ns_ >= kMarkEveryNs) return true;
-  // Fine-grained markers where launches are long, so the backlog can be bounded finely.
-  return cost_ns_ * static_cast<std::int64_t>(unmarked_) >= kMaxBacklogNs / 4;
+  // Fine-grained markers where launches are long, so the backlog can be bounded finely; and
+  // while the cost is provisional, one by the time its upper bound reaches the queue's bound
+  // (must_wait() needs a marker to wait for).
+  const auto n = static_cast<std::int64_t>(unmarked_);
+  return cost_ns_ * n >= kMaxBacklogNs / 4 || ceiling_ns_ * n >= kMaxBacklogNs;
 }
 
 bool StreamPace::want_poll(std::int64_t now) const noexcept {
   if (count_ == 0) return false;
-  return now - last_poll_ns_ >= kPollEveryNs || backlog_ns() >= kMaxBacklogNs / 2 || next_slot() < 0;
+  return now - last_poll_ns_ >= kPollEveryNs ||
+         bound_per_launch() * static_cast<std::int64_t>(queued_launches()) >= kMaxBacklogNs / 2 || next_slot() < 0;
 }
 
 void StreamPace::add_sample(std::int64_t sample) noexcept {
+  ceiling_ns_ = 0;  // measured from now on
   samples_[next_sample_++ % kCostSamples] = std::max<std::int64_t>(sample, 1);
   std::int64_t least = INT64_MAX;
   for (const std::int64_t v : samples_) {
@@ -166,19 +171,22 @@ int StreamPace::previous() const noexcept {
   return has_previous_ ? static_cast<int>((head_ + kSlots - 1) % kSlots) : -1;
 }
 
-void StreamPace::completed(std::int64_t gpu_ns) noexcept {
+void StreamPace::completed(std::int64_t gpu_ns, std::int64_t seen_ns) noexcept {
   if (count_ == 0) return;
   const Marker& m = ring_[head_];
   if (gpu_ns >= 0 && m.launches > 0) {
+    const auto n = static_cast<std::int64_t>(m.launches);
     if (m.chained) {
       // Queued behind the previous marker: the GPU went straight on to these launches, so
       // the time between the two is their work (or more, if another context had a turn).
-      add_sample(gpu_ns / m.launches);
-    } else if (cost_ns_ == 0) {
-      // The GPU may have idled before these launches: the host's time to submit them bounds
-      // their work well enough for a first estimate (the GPU kept up with it). Provisional:
-      // the first real sample replaces it.
-      cost_ns_ = std::max<std::int64_t>(std::min(gpu_ns, m.host_ns - m.first_launch_ns) / m.launches, 1);
+      add_sample(gpu_ns / n);
+    } else if (next_sample_ == 0) {
+      // The GPU may have idled before these launches: until a real sample, the host's time to
+      // submit them is the estimate of their work (the GPU kept up with it), and the queue is
+      // bounded by what they can at most have taken (ceiling_ns_).
+      if (cost_ns_ == 0) cost_ns_ = std::max<std::int64_t>(std::min(gpu_ns, m.host_ns - m.first_launch_ns) / n, 1);
+      const std::int64_t most = std::max<std::int64_t>(std::min(gpu_ns, seen_ns - m.first_launch_ns) / n, 1);
+      ceiling_ns_ = ceiling_ns_ == 0 ? most : std::min(ceiling_ns_, most);
     }
   }
   queued_ -= m.launches;
@@ -193,7 +201,7 @@ bool StreamPace::must_wait() const noexcept {
   const std::uint64_t queued = queued_launches();
   if (queued < 2) return false;      // one running and one queued keep the GPU busy
   if (cost_ns_ == 0) return count_ >= kSlots / 2;  // cost not learned yet: bound by markers
-  return cost_ns_ * static_cast<std::int64_t>(queued) >= kMaxBacklogNs;
+  return bound_per_launch() * static_cast<std::int64_t>(queued) >= kMaxBacklogNs;
 }
 
 void StreamPace::forget_markers() noexcept {

@@ -158,8 +158,9 @@ class StreamPace {
   [[nodiscard]] int oldest() const noexcept;
   /// The slot of the marker that completed before oldest() (for elapsed time), or -1.
   [[nodiscard]] int previous() const noexcept;
-  /// oldest() completed. `gpu_ns`: GPU time since previous() completed, or < 0 if unknown.
-  void completed(std::int64_t gpu_ns) noexcept;
+  /// oldest() completed, as seen at `seen_ns`. `gpu_ns`: GPU time since previous() completed,
+  /// or < 0 if unknown.
+  void completed(std::int64_t gpu_ns, std::int64_t seen_ns) noexcept;
 
   /// True if the queued work is at its bound: wait for oldest() before launching more.
   [[nodiscard]] bool must_wait() const noexcept;
@@ -173,6 +174,9 @@ class StreamPace {
   }
   /// GPU time per launch learned so far (0: not known yet).
   [[nodiscard]] std::int64_t cost_per_launch() const noexcept { return cost_ns_; }
+  /// The most GPU time per launch the queue is bounded with: the cost, or while that is only
+  /// provisional, the least upper bound the markers gave (see ceiling_ns_).
+  [[nodiscard]] std::int64_t bound_per_launch() const noexcept { return cost_ns_ > ceiling_ns_ ? cost_ns_ : ceiling_ns_; }
   /// Forgets markers (their events are gone, e.g. the context was destroyed); keeps the cost.
   void forget_markers() noexcept;
 
@@ -195,6 +199,17 @@ class StreamPace {
   std::int64_t last_mark_ns_ = INT64_MIN / 2;
   std::int64_t last_poll_ns_ = INT64_MIN / 2;
   std::int64_t cost_ns_ = 0;
+  /// Until a marker queued behind another gives a measured cost: an upper bound on the GPU time
+  /// per launch, from markers the GPU may have idled before (their launches ran between the
+  /// first of them and when the marker was seen done, and within the time since the previous
+  /// marker); 0 once a cost is measured. The provisional cost can be far too small (a thread
+  /// held off the CPU between its first launches sees its first kernel done before it makes the
+  /// next, whatever its length); bounding the queue with it alone let such a thread queue
+  /// hundreds of kernels. The cost itself stays the estimate (what the queued work is expected
+  /// to take): a host-bound stream, whose markers are never queued behind one another, keeps
+  /// an upper bound near its time between launches, which as an estimate would make its work
+  /// seem to run on after it ended.
+  std::int64_t ceiling_ns_ = 0;
   Marker ring_[kSlots]{};
   // Samples of GPU time per launch; their least is the cost. Time between markers can include
   // other contexts' turns on the GPU (time-slicing), which only ever makes a sample larger.

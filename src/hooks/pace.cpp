@@ -351,7 +351,7 @@ void poll(StreamEntry& e, std::int64_t now) noexcept {
         gpu_ns = static_cast<std::int64_t>(static_cast<double>(ms) * 1e6);
       }
     }
-    e.pace.completed(gpu_ns);  // a failed query counts as done: never wait on a broken marker
+    e.pace.completed(gpu_ns, now);  // a failed query counts as done: never wait on a broken marker
   }
 }
 

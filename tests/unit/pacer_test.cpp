@@ -66,7 +66,7 @@ struct Job {
                                                     [&](std::int64_t c) { return c >= from && c < to; }));
   }
 
-  void poll_markers() {
+  void poll_markers(std::int64_t t) {
     for (int slot = stream.oldest(); slot >= 0; slot = stream.oldest()) {
       const std::uint64_t seq = markers[slot].seq;
       if (completed < seq) break;
@@ -74,7 +74,7 @@ struct Job {
       if (const int prev = stream.previous(); prev >= 0 && markers[prev].seq > 0) {
         gpu_ns = completion_ns[seq - 1] - completion_ns[markers[prev].seq - 1];
       }
-      stream.completed(gpu_ns);
+      stream.completed(gpu_ns, t);
     }
   }
 
@@ -87,7 +87,7 @@ struct Job {
 
   void host_step(std::int64_t t) {
     if (t < host_free_at || !alive(t)) return;
-    poll_markers();
+    poll_markers(t);
     if (draining) {
       if (completed < launched) {
         host_free_at = t + 20 * kUs;  // poll interval
@@ -400,9 +400,9 @@ TEST(StreamPace, LearnsCostAndBoundsBacklog) {
   s.launched(t);
   EXPECT_TRUE(s.want_marker(t));  // cost unknown: mark every launch
   s.marked(t);
-  s.completed(-1);                 // launch 1 done, no elapsed time (no previous marker)
+  s.completed(-1, t);              // launch 1 done, no elapsed time (no previous marker)
   EXPECT_EQ(s.cost_per_launch(), 0);
-  s.completed(1600 * kUs);         // launch 2 done 1.6 ms later
+  s.completed(1600 * kUs, t);      // launch 2 done 1.6 ms later
   EXPECT_EQ(s.cost_per_launch(), 1600 * kUs);
   EXPECT_TRUE(s.idle());
   s.launched(t);
@@ -421,8 +421,8 @@ TEST(StreamPace, BacklogIsTheLaunchesNotSeenFinished) {
   s.marked(t);
   s.launched(t);
   s.marked(t);
-  s.completed(-1);
-  s.completed(100 * kUs);
+  s.completed(-1, t);
+  s.completed(100 * kUs, t);
   ASSERT_EQ(s.cost_per_launch(), 100 * kUs);
   EXPECT_EQ(s.backlog_ns(), 0);
   // Markers behind 3 and 5 launches, then 2 launches no marker follows yet.
@@ -433,9 +433,9 @@ TEST(StreamPace, BacklogIsTheLaunchesNotSeenFinished) {
   s.launched(t += kUs);
   s.launched(t += kUs);
   EXPECT_EQ(s.backlog_ns(), 10 * 100 * kUs);
-  s.completed(300 * kUs);  // the first 3 are done
+  s.completed(300 * kUs, t);  // the first 3 are done
   EXPECT_EQ(s.backlog_ns(), 7 * 100 * kUs);
-  s.completed(500 * kUs);  // and the next 5
+  s.completed(500 * kUs, t);  // and the next 5
   EXPECT_EQ(s.backlog_ns(), 2 * 100 * kUs);
   s.marked(t);
   s.forget_markers();  // the context went away: nothing is queued any more
@@ -450,16 +450,92 @@ TEST(StreamPace, AnotherContextsTurnDoesNotInflateTheCost) {
   std::int64_t t = 0;
   s.launched(t);
   s.marked(t);
-  s.completed(-1);
+  s.completed(-1, t);
   for (int i = 0; i < 6; ++i) {  // 100 us launches; every other interval includes a 2 ms turn
     s.launched(t);
     s.marked(t);
     s.launched(t);
     s.marked(t);
-    s.completed(i % 2 == 0 ? 2100 * kUs : 100 * kUs);
-    s.completed(100 * kUs);
+    s.completed(i % 2 == 0 ? 2100 * kUs : 100 * kUs, t);
+    s.completed(100 * kUs, t);
   }
   EXPECT_EQ(s.cost_per_launch(), 100 * kUs);
+}
+
+/// One stream on a GPU of its own, driven as the launch hooks drive StreamPace: before a launch,
+/// a poll when want_poll(), then the launch unless must_wait(); after it, a marker when
+/// want_marker(). Kernels run one after another; a marker completes with the launches before it.
+struct StreamSim {
+  StreamPace pace;
+  std::int64_t kernel_ns;
+  std::int64_t gpu_free = 0;                 ///< when the GPU finishes what is queued
+  std::int64_t marker_done[StreamPace::kSlots] = {};
+  std::int64_t last_done = -1;               ///< completion of the last marker seen done
+  unsigned markers = 0;
+
+  explicit StreamSim(std::int64_t kernel) : kernel_ns(kernel) {}
+  void poll(std::int64_t t) {
+    pace.polled(t);
+    for (int slot = pace.oldest(); slot >= 0 && marker_done[slot] <= t; slot = pace.oldest()) {
+      pace.completed(pace.previous() >= 0 && last_done >= 0 ? marker_done[slot] - last_done : -1, t);
+      last_done = marker_done[slot];
+    }
+  }
+  /// Tries a launch at t; false if the queue is at its bound.
+  bool launch(std::int64_t t) {
+    if (pace.want_poll(t)) poll(t);
+    if (pace.must_wait()) return false;
+    gpu_free = std::max(gpu_free, t) + kernel_ns;
+    pace.launched(t);
+    if (pace.want_marker(t)) {
+      poll(t);  // as the hooks do before a marker: is the previous one still queued?
+      if (const int slot = pace.next_slot(); slot >= 0) {
+        marker_done[slot] = gpu_free;
+        pace.marked(t);
+        ++markers;
+      }
+    }
+    return true;
+  }
+  [[nodiscard]] std::int64_t queued_ns(std::int64_t t) const { return std::max<std::int64_t>(gpu_free - t, 0); }
+};
+
+TEST(StreamPace, AThreadHeldOffBetweenItsFirstLaunchesStillBoundsItsQueue) {
+  // 1 ms kernels. The thread is held off the CPU for 5 ms after its first launch, so the first
+  // kernel is done before the second launch: the GPU idled before it, and the host's time to
+  // submit a single launch (none) said nothing of its length. The provisional cost was 1 ns,
+  // and the thread then queued kernels without bound until a marker queued behind another
+  // completed (hundreds of ms of work on a loaded host).
+  StreamSim sim(kMs);
+  ASSERT_TRUE(sim.launch(0));
+  std::int64_t t = 5 * kMs;
+  ASSERT_TRUE(sim.launch(t));
+  std::int64_t most_queued = 0;
+  for (t += 500 * kUs; t < 40 * kMs; t += kUs) {  // then launches as fast as it can
+    if (sim.launch(t)) most_queued = std::max(most_queued, sim.queued_ns(t));
+  }
+  // No more than the few launches allowed before any cost is known (one per marker, half the ring).
+  EXPECT_LE(most_queued, StreamPace::kSlots / 2 * kMs);
+  EXPECT_EQ(sim.pace.cost_per_launch(), kMs);                // then measured
+  EXPECT_EQ(sim.pace.bound_per_launch(), kMs);
+}
+
+TEST(StreamPace, AHostBoundStreamKeepsItsEstimateAndFewMarkers) {
+  // 5 us kernels launched every 20 us: the GPU keeps up, so no marker is ever queued behind
+  // another and the cost stays provisional. The queue is never held, markers come about every
+  // kMarkEveryNs, and the estimate of the work queued stays within the work really queued (an
+  // upper bound there would make the work seem to run on after it ended, charged as a spill).
+  StreamSim sim(5 * kUs);
+  int held = 0;
+  std::int64_t worst_over = 0;
+  for (std::int64_t t = 0; t < 100 * kMs; t += 20 * kUs) {
+    if (!sim.launch(t)) ++held;
+    worst_over = std::max(worst_over, sim.pace.backlog_ns() - sim.queued_ns(t));
+  }
+  EXPECT_EQ(held, 0);
+  EXPECT_LE(sim.markers, 100 * kMs / StreamPace::kMarkEveryNs + 3);
+  EXPECT_LE(worst_over, 5 * kUs);
+  EXPECT_GT(sim.pace.bound_per_launch(), sim.pace.cost_per_launch());  // bounded by the ceiling
 }
 
 TEST(StreamPace, RingNeverOverflows) {
