@@ -129,10 +129,10 @@ bool StreamPace::want_marker(std::int64_t now) const noexcept {
   if (cost_ns_ == 0) return true;
   if (now - last_mark_ns_ >= kMarkEveryNs) return true;
   // Fine-grained markers where launches are long, so the backlog can be bounded finely; and
-  // while the cost is provisional, one by the time its upper bound reaches the queue's bound
-  // (must_wait() needs a marker to wait for).
+  // while the cost is provisional, one by half its bound (must_wait() needs a marker to wait
+  // for, and one placed earlier has most often completed by then).
   const auto n = static_cast<std::int64_t>(unmarked_);
-  return cost_ns_ * n >= kMaxBacklogNs / 4 || ceiling_ns_ * n >= kMaxBacklogNs;
+  return cost_ns_ * n >= kMaxBacklogNs / 4 || bound_per_launch() * n >= kMaxBacklogNs / 2;
 }
 
 bool StreamPace::want_poll(std::int64_t now) const noexcept {

@@ -174,9 +174,14 @@ class StreamPace {
   }
   /// GPU time per launch learned so far (0: not known yet).
   [[nodiscard]] std::int64_t cost_per_launch() const noexcept { return cost_ns_; }
-  /// The most GPU time per launch the queue is bounded with: the cost, or while that is only
-  /// provisional, the least upper bound the markers gave (see ceiling_ns_).
-  [[nodiscard]] std::int64_t bound_per_launch() const noexcept { return cost_ns_ > ceiling_ns_ ? cost_ns_ : ceiling_ns_; }
+  /// GPU time per launch the queue is bounded with: the cost, or while that is only provisional,
+  /// half the least upper bound the markers gave (ceiling_ns_), if more. Half: the work it
+  /// bounds is most often far less (a host-bound stream's time between launches), so the
+  /// queue may reach twice its bound there before the thread waits, rather than a thread
+  /// waiting for every marker it has just placed.
+  [[nodiscard]] std::int64_t bound_per_launch() const noexcept {
+    return cost_ns_ > ceiling_ns_ / 2 ? cost_ns_ : ceiling_ns_ / 2;
+  }
   /// Forgets markers (their events are gone, e.g. the context was destroyed); keeps the cost.
   void forget_markers() noexcept;
 
