@@ -174,13 +174,17 @@ class StreamPace {
   }
   /// GPU time per launch learned so far (0: not known yet).
   [[nodiscard]] std::int64_t cost_per_launch() const noexcept { return cost_ns_; }
+  /// An upper bound of the cost per launch at least this long bounds the queue until the cost
+  /// is measured. A shorter one is most often a host-bound stream's time between launches: the
+  /// GPU keeps up there, and the queue needs no bound (nor the thread waits for markers).
+  static constexpr std::int64_t kLongLaunchNs = kMaxBacklogNs / 8;
   /// GPU time per launch the queue is bounded with: the cost, or while that is only provisional,
-  /// half the least upper bound the markers gave (ceiling_ns_), if more. Half: the work it
-  /// bounds is most often far less (a host-bound stream's time between launches), so the
-  /// queue may reach twice its bound there before the thread waits, rather than a thread
-  /// waiting for every marker it has just placed.
+  /// half a long upper bound the markers gave (ceiling_ns_), if more. Half: the work it bounds
+  /// may be far less, so the queue may reach twice its bound there before the thread waits,
+  /// rather than a thread waiting for every marker it has just placed.
   [[nodiscard]] std::int64_t bound_per_launch() const noexcept {
-    return cost_ns_ > ceiling_ns_ / 2 ? cost_ns_ : ceiling_ns_ / 2;
+    const std::int64_t ceiling = ceiling_ns_ >= kLongLaunchNs ? ceiling_ns_ / 2 : 0;
+    return cost_ns_ > ceiling ? cost_ns_ : ceiling;
   }
   /// Forgets markers (their events are gone, e.g. the context was destroyed); keeps the cost.
   void forget_markers() noexcept;
@@ -213,7 +217,7 @@ class StreamPace {
   /// hundreds of kernels. The cost itself stays the estimate (what the queued work is expected
   /// to take): a host-bound stream, whose markers are never queued behind one another, keeps
   /// an upper bound near its time between launches, which as an estimate would make its work
-  /// seem to run on after it ended.
+  /// seem to run on after it ended (and which bounds nothing unless long: kLongLaunchNs).
   std::int64_t ceiling_ns_ = 0;
   Marker ring_[kSlots]{};
   // Samples of GPU time per launch; their least is the cost. Time between markers can include
