@@ -78,7 +78,9 @@ struct alignas(64) PaceDevice {
   GpuState* gpu_state = nullptr;  ///< where held-back time is recorded (nullptr: nowhere)
   pthread_t drainer{};            ///< the thread that last reported a drain (with `mu`)
   bool drainer_known = false;
-  bool several_drainers = false;  ///< more than one thread has reported drains here
+  /// More than one thread has reported drains here (written with `mu`; read without it by
+  /// alone_bound(), which then skips its look at the ledger and the board).
+  std::atomic<bool> several_drainers{false};
 
   /// The pacer's decision for a launch at `now` (its lock held, the fast-path bounds updated).
   WindowPacer::Decision admit(std::int64_t now) noexcept {
@@ -101,10 +103,11 @@ struct alignas(64) PaceDevice {
                   std::int64_t alone_ns = WindowPacer::kUnbounded) noexcept {
     const pthread_t self = pthread_self();
     pthread_mutex_lock(&mu);
-    if (drainer_known && pthread_equal(drainer, self) == 0) several_drainers = true;
+    if (drainer_known && pthread_equal(drainer, self) == 0) several_drainers.store(true, std::memory_order_relaxed);
     drainer = self;
     drainer_known = true;
-    idle_at = pacer.drained(w, stopped_at, idle_at, now, several_drainers ? WindowPacer::kUnbounded : alone_ns);
+    const bool alone_counts = !several_drainers.load(std::memory_order_relaxed);
+    idle_at = pacer.drained(w, stopped_at, idle_at, now, alone_counts ? alone_ns : WindowPacer::kUnbounded);
     publish();
     const std::int64_t end = pacer.schedule().end(w);
     if (job_spill != nullptr && idle_at > end) {
@@ -420,7 +423,10 @@ std::int64_t queued_work(const ThreadPace& tp, int ordinal) noexcept {
 /// for other threads), else kUnbounded (the wall time is charged).
 std::int64_t alone_bound(PaceDevice& d, std::int64_t queued_ns, std::int64_t took_ns) noexcept {
   const std::int64_t bound = WindowPacer::drain_bound(queued_ns, took_ns);
-  if (bound == WindowPacer::kUnbounded) return bound;
+  // Where several threads drain, PaceDevice::drained discards the bound: no need to look.
+  if (bound == WindowPacer::kUnbounded || d.several_drainers.load(std::memory_order_relaxed)) {
+    return WindowPacer::kUnbounded;
+  }
   if (d.gpu_state == nullptr || job_processes_on(*d.gpu_state) > 1) return WindowPacer::kUnbounded;
   if (!d.board.usable() || !d.board.others_active(kFreshNs)) return WindowPacer::kUnbounded;
   return bound;
