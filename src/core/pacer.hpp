@@ -26,7 +26,7 @@
 namespace softmig::core {
 
 inline constexpr std::int64_t kNsPerMs = 1'000'000;
-inline constexpr std::int64_t kDefaultPeriodNs = 100 * kNsPerMs;
+inline constexpr std::int64_t kDefaultPeriodNs = 200 * kNsPerMs;
 inline constexpr std::int64_t kMinPeriodNs = 10 * kNsPerMs;
 inline constexpr std::int64_t kMaxPeriodNs = 1000 * kNsPerMs;
 /// Queued GPU work a thread may have (StreamPace); also how long after a window's end a refusal

@@ -16,7 +16,7 @@
 #   CHECK_PEER=<file> keeps <file> stamped (another job's activity) while the victim runs.
 #   CHECK_SPILL=<us> with CHECK_SPILL_WRITER=<spill_writer> and CHECK_SPILL_UUID=<the fake GPU's>:
 #   stands in for another process of the job whose work runs <us> past the end of every window,
-#   through the job's ledger;
+#   through the job's ledger, at the victim's SOFTMIG_SM_PERIOD_MS (or the library's default);
 #   CHECK_SPILL_EDITED=1: the record is first set an hour ahead, as a hand edit could.
 #   Every check prints one line: "compute NAME: <value> (expected E +- T) ok|FAIL".
 set -uo pipefail
@@ -24,7 +24,7 @@ name=$1 expect=$2 tol=$3
 shift 3
 envs=()
 CHECK_PROCS=1 CHECK_PEER="" CHECK_SPILL="" CHECK_SPILL_WRITER="" CHECK_SPILL_UUID="" CHECK_SPILL_EDITED=""
-session=default pct=100
+session=default pct=100 period=""
 while [[ $# -gt 0 && $1 != "--" ]]; do
   case $1 in
     CHECK_PROCS=*|CHECK_PEER=*|CHECK_SPILL*=*) declare "$1" ;;  # for this script, not the victim
@@ -32,6 +32,7 @@ while [[ $# -gt 0 && $1 != "--" ]]; do
        case $1 in
          SOFTMIG_SESSION=*) session=${1#*=} ;;
          CUDA_DEVICE_SM_LIMIT=*) pct=${1#*=} ;;
+         SOFTMIG_SM_PERIOD_MS=*) period=${1#*=} ;;
        esac ;;
   esac
   shift
@@ -52,7 +53,7 @@ writer=""
 if [[ -n $CHECK_SPILL ]]; then
   # The ledger of this session outside SLURM (no XDG_RUNTIME_DIR in these tests).
   ledger="/tmp/softmig-$(id -u)/cudevshr.cache.session-${session//[^A-Za-z0-9._-]/_}"
-  "$CHECK_SPILL_WRITER" "$ledger" "$CHECK_SPILL_UUID" "$pct" "$CHECK_SPILL" 30 \
+  SOFTMIG_SM_PERIOD_MS=$period "$CHECK_SPILL_WRITER" "$ledger" "$CHECK_SPILL_UUID" "$pct" "$CHECK_SPILL" 30 \
     ${CHECK_SPILL_EDITED:+--edited-first} > "$tmp/writer.out" 2>&1 &
   writer=$!
 fi

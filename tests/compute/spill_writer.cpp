@@ -5,8 +5,9 @@
 ///
 /// Waits (up to 10 s) for the job's ledger LEDGER to be initialised and to have an entry for
 /// UUID, then for SECONDS keeps that entry's spill record (spill_until_ns) at SPILL_US past the
-/// end of the job's latest window (PERCENT of every default period, phase 0), raising it as a
-/// process of the job does. --edited-first: first writes a record an hour ahead, as a hand edit
+/// end of the job's latest window (PERCENT of every period, phase 0; the period is
+/// SOFTMIG_SM_PERIOD_MS if set, else the library's default), raising it as a process of the job
+/// does. --edited-first: first writes a record an hour ahead, as a hand edit
 /// could (the record then stays there until a process of the job resets it). Exits 1 if the
 /// ledger never shows up.
 #include <fcntl.h>
@@ -57,7 +58,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: spill_writer LEDGER UUID PERCENT SPILL_US SECONDS [--edited-first]\n");
     return 2;
   }
-  const softmig::core::ShareSchedule s{softmig::core::kDefaultPeriodNs, static_cast<unsigned>(std::atoi(argv[3])), 0};
+  std::int64_t period = softmig::core::kDefaultPeriodNs;
+  if (const char* ms = std::getenv("SOFTMIG_SM_PERIOD_MS"); ms != nullptr && std::atoi(ms) > 0) {
+    period = std::atoll(ms) * softmig::core::kNsPerMs;
+  }
+  const softmig::core::ShareSchedule s{period, static_cast<unsigned>(std::atoi(argv[3])), 0};
   const std::int64_t spill = std::atoll(argv[4]) * 1000;
   softmig::core::LedgerDevice* entry = nullptr;
   for (std::int64_t waited = 0; entry == nullptr; waited += 10'000'000) {

@@ -116,7 +116,7 @@ TURN_WARM_MS = 100
 SERVE = {"SHARE_SERVE": "1", "SHARE_WARM_MS": str(TURN_WARM_MS)}   # processes that stay up, in turns
 TWO_JOBS_RUNS = max(1, int(os.environ.get("SHARE_TWO_JOBS_RUNS", "3")))
 PERIOD_MS = os.environ.get("SHARE_PERIOD_MS", "")   # softmig's period for every job (default: its own)
-DEFAULT_PERIOD_MS = 100   # softmig's own (core::kDefaultPeriodNs)
+DEFAULT_PERIOD_MS = 200   # softmig's own (core::kDefaultPeriodNs)
 STRIP = ("CUDA_DEVICE_MEMORY_LIMIT", "CUDA_DEVICE_SM_", "SOFTMIG_SM_")
 BASE_ENV = {k: v for k, v in os.environ.items()
             if not k.startswith(STRIP) and k not in ("SLURM_JOB_ID", "LD_PRELOAD", "SOFTMIG_SESSION")}
@@ -142,8 +142,8 @@ def env_for(over, board):
         e["SOFTMIG_SM_BOARD"] = board
         if PERIOD_MS:
             e["SOFTMIG_SM_PERIOD_MS"] = PERIOD_MS
-    elif PERIOD_MS:
-        e["SHARE_DUTY_PERIOD_MS"] = PERIOD_MS   # the pause control's windows: the same as softmig's
+    else:
+        e["SHARE_DUTY_PERIOD_MS"] = PERIOD_MS or str(DEFAULT_PERIOD_MS)   # the pause control's: softmig's
     e.update({k: v for k, v in (over or {}).items() if not k.startswith("_")})
     return e
 

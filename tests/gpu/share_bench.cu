@@ -30,7 +30,7 @@
 // before each measurement (default 300); SHARE_QUEUE=<batches>
 // overrides the queue depth;
 // SHARE_DUTY=<percent>: the program pauses itself outside its windows (see Duty), no softmig;
-// SHARE_DUTY_PERIOD_MS: their period (default 100, softmig's default); SHARE_DUTY_PHASE=<percent>:
+// SHARE_DUTY_PERIOD_MS: their period (default 200, softmig's default); SHARE_DUTY_PHASE=<percent>:
 // where in the period the window opens (default 0, as CUDA_DEVICE_SM_PHASE).
 // SHARE_GREEN_SMS=<n>: the load runs in a green context of n SMs (see enter_green_context).
 #include <cooperative_groups.h>
@@ -166,13 +166,13 @@ struct Timeline {
   }
 };
 
-/// SHARE_DUTY=P: the program pauses itself outside the first P % of every 100 ms (or
+/// SHARE_DUTY=P: the program pauses itself outside the first P % of every 200 ms (or
 /// SHARE_DUTY_PERIOD_MS) of CLOCK_MONOTONIC, shifted by SHARE_DUTY_PHASE % of the period (the
 /// windows softmig gives a job at that phase), after finishing its queued work, without softmig.
 /// What a host-bound load can do in P % of the time on this machine: the best any time-division
 /// share could deliver to it.
 struct Duty {
-  long long period = 100 * kMs;
+  long long period = 200 * kMs;  // softmig's default
   long long open = 0;  // 0: off
   long long offset = 0;
 };

@@ -9,7 +9,8 @@ Output, as share_bench: READY (only with SHARE_WAIT_GO=1, then one line is read 
 BEGIN <monotonic ns>, START <monotonic ns>, and last `SHARE load=train units=N seconds=S rate=R`.
 Model, data and five steps are set up before READY (cuBLAS and the allocator warm), so unlike
 share_bench some GPU work happens before BEGIN.
-SHARE_DUTY=P: pause outside the first P % of every 100 ms (SHARE_DUTY_PERIOD_MS), without softmig
+SHARE_DUTY=P: pause outside the first P % of every 200 ms (softmig's default; SHARE_DUTY_PERIOD_MS),
+without softmig
 (as share_bench).
 SHARE_SERVE=1: after the SHARE line, read a line and, if it is "go", measure again (as share_bench)."""
 import os
@@ -43,7 +44,7 @@ def duty_wait(open_ns, period_ns, spin_ns=200_000):
 def main():
     seconds = float(sys.argv[1])
     duty = int(os.environ.get("SHARE_DUTY", "0") or 0)
-    period_ns = max(10, int(os.environ.get("SHARE_DUTY_PERIOD_MS", "100") or 100)) * 1_000_000
+    period_ns = max(10, int(os.environ.get("SHARE_DUTY_PERIOD_MS", "200") or 200)) * 1_000_000
     open_ns = period_ns * duty // 100 if 0 < duty < 100 else 0
     dev = torch.device("cuda", 0)
     torch.manual_seed(0)
