@@ -126,7 +126,7 @@ if [[ ! -e "$T/conf/sm-slots/$U1" && -z "$(ls "$T/conf/board")" ]]; then ok "all
 fresh
 PART=benchmark prolog "$T/conf" "$T/scontrol-quarter"; rc=$?
 if [[ $rc -eq 0 ]] && has "$T/conf/42.conf" "SOFTMIG_SM_POLICY=strict"; then ok "[partition benchmark] sm_policy=strict overrides l40s' burst"; else bad "partition override (exit $rc)"; cat "$T/conf/42.conf" >&2; fi
-sed 's/^# sm_period_ms = 100$/sm_period_ms = 20/' "$repo/slurm/examples/slices.conf" >"$T/period.conf"
+sed 's/^# sm_period_ms = 200$/sm_period_ms = 20/' "$repo/slurm/examples/slices.conf" >"$T/period.conf"
 prolog "$T/conf" "$T/scontrol-quarter" --slices "$T/period.conf"; rc=$?
 if [[ $rc -eq 0 ]] && has "$T/conf/42.conf" "SOFTMIG_SM_PERIOD_MS=20" && has "$T/conf/42.conf" "SOFTMIG_SM_POLICY=burst"; then
   ok "sm_period_ms = 20: SOFTMIG_SM_PERIOD_MS=20 in the job file"
@@ -134,7 +134,7 @@ else
   bad "sm_period_ms (exit $rc)"; cat "$T/conf/42.conf" >&2
 fi
 for bad_line in "sm_period_ms = 5" "sm_policy = greedy"; do
-  sed "s/^# sm_period_ms = 100\$/$bad_line/" "$repo/slurm/examples/slices.conf" >"$T/badsm.conf"
+  sed "s/^# sm_period_ms = 200\$/$bad_line/" "$repo/slurm/examples/slices.conf" >"$T/badsm.conf"
   prolog "$T/conf" "$T/scontrol-quarter" --slices "$T/badsm.conf"; rc=$?
   n=$(grep -n "^$bad_line\$" "$T/badsm.conf" | cut -d: -f1)
   if [[ $rc -eq 0 ]] && has "$T/conf/42.conf" "CUDA_DEVICE_SM_LIMIT=1" && grep -q "line $n:" "$T/out" &&
