@@ -137,8 +137,7 @@ bool StreamPace::want_marker(std::int64_t now) const noexcept {
 
 bool StreamPace::want_poll(std::int64_t now) const noexcept {
   if (count_ == 0) return false;
-  return now - last_poll_ns_ >= kPollEveryNs ||
-         bound_per_launch() * static_cast<std::int64_t>(queued_launches()) >= kMaxBacklogNs / 2 || next_slot() < 0;
+  return now - last_poll_ns_ >= kPollEveryNs || bounded_backlog_ns() >= kMaxBacklogNs / 2 || next_slot() < 0;
 }
 
 void StreamPace::add_sample(std::int64_t sample) noexcept {
@@ -198,10 +197,9 @@ void StreamPace::completed(std::int64_t gpu_ns, std::int64_t seen_ns) noexcept {
 bool StreamPace::must_wait() const noexcept {
   if (count_ == 0) return false;     // nothing to wait for
   if (next_slot() < 0) return true;  // no room for another marker
-  const std::uint64_t queued = queued_launches();
-  if (queued < 2) return false;      // one running and one queued keep the GPU busy
+  if (queued_launches() < 2) return false;  // one running and one queued keep the GPU busy
   if (cost_ns_ == 0) return count_ >= kSlots / 2;  // cost not learned yet: bound by markers
-  return bound_per_launch() * static_cast<std::int64_t>(queued) >= kMaxBacklogNs;
+  return bounded_backlog_ns() >= kMaxBacklogNs;
 }
 
 void StreamPace::forget_markers() noexcept {

@@ -197,6 +197,10 @@ class StreamPace {
     bool chained = false;  ///< the previous marker was still queued when this was recorded
   };
   [[nodiscard]] std::uint64_t queued_launches() const noexcept { return queued_; }
+  /// The queued work as the queue is bounded: its launches at bound_per_launch().
+  [[nodiscard]] std::int64_t bounded_backlog_ns() const noexcept {
+    return bound_per_launch() * static_cast<std::int64_t>(queued_launches());
+  }
 
   // Read on every launch: kept together, ahead of the ring (touched only at markers).
   unsigned head_ = 0;   ///< oldest outstanding marker
